@@ -1,0 +1,1 @@
+"""The dispatcher: owns the job queue and follows every job execution to its end."""

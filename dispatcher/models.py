@@ -1,0 +1,190 @@
+"""Database schema of the platform (peewee): owners, tokens, jobs, executions, events, nodes.
+
+One schema for SQLite (default, WAL) and PostgreSQL (by URL). Times are float seconds since the
+epoch. Only :mod:`dispatcher.queue` changes job and execution state; the dashboard reads these
+tables and creates jobs through ``dispatcher.queue.enqueue``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DoubleField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+from playhouse.db_url import connect as db_connect
+
+from gym_raas_mqtt.protocol import JobState, NodeStatus
+
+database = DatabaseProxy()
+
+SQLITE_PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 10_000,
+                  "synchronous": "normal"}
+
+
+class JSONField(TextField):
+    """JSON stored as text (portable across SQLite and PostgreSQL)."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+def now() -> float:
+    """Wall-clock time [s since the epoch] as stored in every timestamp column."""
+    return time.time()
+
+
+def new_job_id() -> str:
+    """A fresh job id (16 hex chars; valid as a topic level and a file name)."""
+    return uuid.uuid4().hex[:16]
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+
+
+class Owner(BaseModel):
+    """A user account. ``max_running`` caps the user's simultaneously running jobs (fair queue)."""
+
+    name = CharField(primary_key=True, max_length=64)
+    password_hash = CharField(max_length=256, null=True)
+    is_admin = BooleanField(default=False)
+    max_running = IntegerField(default=1)
+    created_at = DoubleField(default=now)
+
+
+class ApiToken(BaseModel):
+    """A CLI/API token; only its SHA-256 is stored."""
+
+    id = AutoField()
+    owner = ForeignKeyField(Owner, backref="tokens", on_delete="CASCADE")
+    token_hash = CharField(max_length=64, unique=True)
+    name = CharField(max_length=64, default="cli")
+    created_at = DoubleField(default=now)
+    last_used_at = DoubleField(null=True)
+
+
+class Job(BaseModel):
+    """A user's request to run code on a pendulum. ``state`` is a :class:`JobState` value."""
+
+    id = CharField(primary_key=True, max_length=64, default=new_job_id)
+    owner = ForeignKeyField(Owner, backref="jobs", on_delete="CASCADE")
+    state = CharField(max_length=16, default=JobState.QUEUED.value, index=True)
+    source_kind = CharField(max_length=16)  # SourceKind value
+    source_url = TextField(null=True)
+    source_ref = CharField(max_length=256, null=True)
+    archive_key = CharField(max_length=512, null=True)
+    time_limit_s = DoubleField(default=120.0)
+    submitted_at = DoubleField(default=now, index=True)
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
+    attempts = IntegerField(default=0)  # executions created so far
+    max_attempts = IntegerField(default=3)
+    node_id = CharField(max_length=64, null=True)  # node of the current/last execution
+    commit_sha = CharField(max_length=64, null=True)
+    reason = TextField(null=True)  # why it ended the way it did
+    result_key = CharField(max_length=512, null=True)  # object-store prefix of the result bundle
+    summary = JSONField(null=True)  # summary.json of the result bundle
+    cancel_requested = BooleanField(default=False)
+
+    @property
+    def job_state(self) -> JobState:
+        return JobState(self.state)
+
+
+class Execution(BaseModel):
+    """One attempt of a job on one node (AWS IoT Jobs' 'job execution')."""
+
+    id = AutoField()
+    job = ForeignKeyField(Job, backref="executions", on_delete="CASCADE")
+    number = IntegerField()  # 1-based attempt number
+    node_id = CharField(max_length=64, index=True)
+    state = CharField(max_length=16, default=JobState.ASSIGNED.value, index=True)
+    version = IntegerField(default=1)  # bumped on every accepted change
+    assigned_at = DoubleField(default=now)
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
+    deadline_at = DoubleField(null=True)  # acceptance deadline, then the time-limit deadline
+    reason = TextField(null=True)
+
+    class Meta:
+        indexes = ((("job", "number"), True),)
+
+
+class JobEvent(BaseModel):
+    """An audit row per state transition, written in the same transaction as the change."""
+
+    id = AutoField()
+    job = ForeignKeyField(Job, backref="events", on_delete="CASCADE")
+    execution = IntegerField(null=True)
+    from_state = CharField(max_length=16, null=True)
+    to_state = CharField(max_length=16)
+    at = DoubleField(default=now)
+    actor = CharField(max_length=64, default="dispatcher")
+    reason = TextField(null=True)
+
+
+class Node(BaseModel):
+    """The dispatcher's view of a fleet node, rebuilt from retained messages."""
+
+    id = CharField(primary_key=True, max_length=64)
+    state = CharField(max_length=16, default=NodeStatus.OFFLINE.value)
+    session = IntegerField(default=0)
+    backend = CharField(max_length=16, null=True)
+    software_version = CharField(max_length=64, null=True)
+    calibration_id = CharField(max_length=64, null=True)
+    image_digest = CharField(max_length=128, null=True)
+    current_job = CharField(max_length=64, null=True)
+    last_seen = DoubleField(null=True)
+    suspect_since = DoubleField(null=True)  # set when a current-session `lost` arrives
+    draining = BooleanField(default=False)
+    run_seconds = DoubleField(default=0.0)  # total job run time on this node
+
+
+class SelfTest(BaseModel):
+    """A node's self-test result between jobs."""
+
+    id = AutoField()
+    node = ForeignKeyField(Node, backref="selftests", on_delete="CASCADE")
+    at = DoubleField(default=now)
+    ok = BooleanField()
+    details = JSONField(null=True)
+
+
+ALL_MODELS = (Owner, ApiToken, Job, Execution, JobEvent, Node, SelfTest)
+
+
+def init_db(url: str, create: bool = True) -> Any:
+    """Connect the models to the database at ``url`` and create missing tables.
+
+    Args:
+        url: ``sqlite:///path/to.db`` (WAL, foreign keys on) or ``postgresql://user:pw@host/db``.
+        create: create missing tables.
+
+    Returns:
+        The peewee database (also bound to :data:`database`).
+    """
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["pragmas"] = SQLITE_PRAGMAS
+    db = db_connect(url, **kwargs)
+    database.initialize(db)
+    if create:
+        with db.connection_context():
+            db.create_tables(ALL_MODELS, safe=True)
+    return db

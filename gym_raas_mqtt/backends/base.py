@@ -1,0 +1,60 @@
+"""The one interface between the env and whatever moves the pendulum.
+
+The env (:class:`gym_raas_mqtt.envs.RaasPendulumEnv`) owns spaces, observation building, reward and
+episode end; a backend only moves the pendulum. Two implementations: :class:`SimBackend`
+(in-process, ``sim.py``) and ``BusBackend`` (a motor node over the node-local MQTT broker,
+``bus.py``). Both step with :func:`gym_raas_mqtt.physics.step` semantics so that results agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from gym_raas_mqtt.physics import PendulumParams
+
+StepInfo = dict[str, Any] | None
+"""Extra per-step facts for ``info`` (``deadline_miss``, ``t`` [s], ``u_applied``, ``fault``), or
+None when there are none (the simulation's hot path)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the env needs from a pendulum.
+
+    Attributes:
+        name: ``"sim"`` or ``"bus"``; reported in ``info["backend"]``.
+        params: the model in force (dt, limits, calibration id).
+    """
+
+    name: str
+    params: PendulumParams
+
+    def reset(self, initial_state: tuple[float, float]) -> tuple[float, float, dict[str, Any]]:
+        """Start an episode.
+
+        Args:
+            initial_state: (θ [rad], θ̇ [rad/s]) sampled by the env; a simulated pendulum starts
+                there, a real one performs its closed-loop reset and ignores it.
+
+        Returns:
+            (θ, θ̇, info) of the episode's first state.
+
+        Raises:
+            BackendError: the pendulum could not be reset (e.g. motor node missing or in fault).
+        """
+        ...
+
+    def step(self, u: float) -> tuple[float, float, float, StepInfo]:
+        """Apply action ``u`` (already clamped to ±params.max_action) for one control period.
+
+        Returns:
+            (θ [rad], θ̇ [rad/s], applied u, extra info or None).
+
+        Raises:
+            BackendError: no answer from the pendulum within the backend's deadline.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; idempotent."""
+        ...
