@@ -1,0 +1,60 @@
+# RaaS-MQTT — the two commands are `make demo` and `make test`. Every target installs what it needs
+# on a fresh Debian 12 machine (run as root) and is fast when everything is already there.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+EXTRAS := node,dispatcher,dashboard,dev
+PYTEST_ARGS ?=
+
+.PHONY: help demo up down test test-fast system-deps venv images docs bench clean
+
+help:
+	@echo "make demo   - run the whole platform with two simulated nodes and two example jobs"
+	@echo "make up     - start the platform and keep it running (make down stops it)"
+	@echo "make test   - install everything needed and run the test suite"
+	@echo "make bench  - run the benchmarks in bench/"
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+images: system-deps venv
+	@scripts/dockerd.sh start
+	@images/build.sh
+
+test: system-deps venv images
+	@scripts/dockerd.sh start
+	@set -o pipefail; status=0; \
+	  $(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
+	  scripts/dockerd.sh stop; exit $$status
+
+test-fast: venv
+	$(VENV)/bin/pytest -m "not docker and not browser and not slow and not e2e" $(PYTEST_ARGS)
+
+demo: system-deps venv images
+	@scripts/demo.sh
+
+up: system-deps venv images
+	@scripts/demo.sh --keep-running
+
+down:
+	@scripts/demo.sh --stop
+
+docs: venv
+	$(VENV)/bin/raas protocol > docs/protocol-topics.md
+	$(VENV)/bin/raas config > docs/configuration.md
+
+bench: venv
+	$(PY) bench/sim_speed.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache var test-artifacts .wheelhouse

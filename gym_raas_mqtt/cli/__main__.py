@@ -1,0 +1,5 @@
+import sys
+
+from gym_raas_mqtt.cli import main
+
+sys.exit(main())
