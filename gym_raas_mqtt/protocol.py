@@ -617,6 +617,7 @@ class TopicKind(str, enum.Enum):
     ENV_JOB = "env_job"
     ENV_SELFTEST = "env_selftest"
     ENV_SELFTEST_REPLY = "env_selftest_reply"
+    NODE_BRIDGE = "node_bridge"
 
 
 @dataclass(frozen=True)
@@ -680,6 +681,10 @@ TOPICS: Mapping[TopicKind, TopicSpec] = {
                                       "agent → motor", local=True),
     TopicKind.ENV_SELFTEST_REPLY: TopicSpec(_t("env/{node}/selftest/reply"), 1, False,
                                             SelfTestReply, "motor → agent", local=True),
+    # Written by Mosquitto itself (bridge notifications), retained: payload b"1" when the node-local
+    # broker's bridge is connected, b"0" (its will) when it dropped. Not JSON: message None.
+    TopicKind.NODE_BRIDGE: TopicSpec(_t("nodes/{node}/bridge"), 1, True, None,
+                                     "node-local broker's bridge → all"),
 }
 
 _ROOT_LEVELS = tuple(ROOT.split("/"))
@@ -720,6 +725,16 @@ def topic_filter(kind: TopicKind, **ids: str) -> str:
 def local_filter(node: str) -> str:
     """Filter matching every node-local topic of ``node`` (for the bridge and for logging)."""
     return "/".join(_ROOT_LEVELS + ("env", check_id(node, "node"), "#"))
+
+
+def root_filter() -> str:
+    """Filter matching every topic of this protocol version (``raas/v1/#``)."""
+    return "/".join(_ROOT_LEVELS + ("#",))
+
+
+def node_filter(node: str) -> str:
+    """Filter matching every central topic of one node (``raas/v1/nodes/<node>/#``)."""
+    return "/".join(_ROOT_LEVELS + ("nodes", check_id(node, "node"), "#"))
 
 
 def job_filter(owner: str, job: str | None = None) -> str:
@@ -779,7 +794,7 @@ def parse_topic(name: str) -> ParsedTopic:
 
 def decode(name: str, payload: bytes) -> tuple[ParsedTopic, Message | None]:
     """Parse a topic and its payload together. An empty payload (a cleared retained message)
-    decodes to ``None``.
+    decodes to ``None``, and so does a (valid) non-JSON :attr:`TopicKind.NODE_BRIDGE` payload.
 
     Raises:
         ProtocolError: unknown topic or invalid payload.
@@ -788,8 +803,23 @@ def decode(name: str, payload: bytes) -> tuple[ParsedTopic, Message | None]:
     if not payload:
         return parsed, None
     cls = parsed.spec.message
-    assert cls is not None
+    if cls is None:  # NODE_BRIDGE: Mosquitto's b"1"/b"0", validated, read with bridge_connected()
+        bridge_connected(payload)
+        return parsed, None
     return parsed, cls.from_bytes(payload)
+
+
+def bridge_connected(payload: bytes) -> bool:
+    """Decode a :attr:`TopicKind.NODE_BRIDGE` payload (Mosquitto's own ``1``/``0``).
+
+    Raises:
+        ProtocolError: anything else.
+    """
+    if payload == b"1":
+        return True
+    if payload == b"0":
+        return False
+    raise ProtocolError(f"bridge notification must be b'1' or b'0', got {bytes(payload[:20])!r}")
 
 
 def describe_topics() -> list[dict[str, str]]:

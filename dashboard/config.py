@@ -1,0 +1,115 @@
+"""The dashboard's settings (``DashboardConfig``), read from ``RAAS_*`` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gym_raas_mqtt.config import read_secret, setting
+from gym_raas_mqtt.errors import ConfigError
+
+WEAK_SECRETS = frozenset({"dev", "development", "secret", "changeme", "change-me", "test",
+                          "insecure", "please-change", "default"})
+MIN_SECRET_CHARS = 32
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """Everything the dashboard process needs; nothing here connects at import."""
+
+    host: str = setting("RAAS_DASHBOARD_HOST", "127.0.0.1", "address the web server binds to")
+    port: int = setting("RAAS_DASHBOARD_PORT", 8080, "TCP port of the web server")
+    threads: int = setting("RAAS_DASHBOARD_THREADS", 24,
+                           "waitress worker threads; every open live stream holds one")
+    secret_key: str | None = setting(
+        "RAAS_SECRET_KEY", None, "session-signing key (>= 32 chars), literal or file:/path",
+        secret=True)
+    secret_key_file: str | None = setting(
+        "RAAS_SECRET_KEY_FILE", None, "file holding the session-signing key (wins over "
+        "RAAS_SECRET_KEY)")
+    database_url: str = setting("RAAS_DATABASE_URL", "sqlite:///var/raas.db",
+                                "job database, shared with the dispatcher")
+    store_url: str = setting("RAAS_STORE_URL", "file://var/store",
+                             "object store of uploads and result bundles (file:// or s3://)")
+    broker_url: str | None = setting(
+        "RAAS_DASHBOARD_BROKER_URL", "mqtt://127.0.0.1:1883",
+        "central broker the live-update subscriber connects to (empty = no live updates)")
+    broker_username: str | None = setting("RAAS_DASHBOARD_MQTT_USERNAME", "dashboard",
+                                          "the dashboard's central-broker user (read-only ACL)")
+    broker_password: str | None = setting("RAAS_DASHBOARD_MQTT_PASSWORD", None,
+                                          "that user's password, literal or file:/path",
+                                          secret=True)
+    broker_admin_url: str | None = setting(
+        "RAAS_DASHBOARD_BROKER_ADMIN_URL", None,
+        "broker admin address used to issue per-user read-only MQTT credentials (empty = off)")
+    broker_admin_password: str | None = setting(
+        "RAAS_DASHBOARD_BROKER_ADMIN_PASSWORD", None, "that admin's password, literal or "
+        "file:/path", secret=True)
+    public_broker_url: str | None = setting(
+        "RAAS_PUBLIC_BROKER_URL", None,
+        "broker address shown to users for mosquitto_sub (default: the dashboard's broker)")
+    secure_cookies: bool = setting("RAAS_SECURE_COOKIES", True,
+                                   "mark session cookies Secure (HTTPS only); off for plain HTTP")
+    session_lifetime_s: int = setting("RAAS_SESSION_LIFETIME_S", 12 * 3600,
+                                      "how long a login lasts", unit="s")
+    max_upload_bytes: int = setting("RAAS_MAX_UPLOAD_BYTES", 20 * 1024 * 1024,
+                                    "largest archive upload (the request is refused above it)",
+                                    unit="bytes")
+    max_unpacked_bytes: int = setting("RAAS_MAX_UNPACKED_BYTES", 200 * 1024 * 1024,
+                                      "largest total size of an archive's contents", unit="bytes")
+    max_archive_members: int = setting("RAAS_MAX_ARCHIVE_MEMBERS", 5000,
+                                       "most files in an uploaded archive")
+    min_time_limit_s: float = setting("RAAS_MIN_TIME_LIMIT_S", 5.0,
+                                      "shortest time limit a job may ask for", unit="s")
+    max_time_limit_s: float = setting("RAAS_MAX_TIME_LIMIT_S", 600.0,
+                                      "longest time limit a job may ask for", unit="s")
+    default_time_limit_s: float = setting("RAAS_DEFAULT_TIME_LIMIT_S", 120.0,
+                                          "time limit when the submission names none", unit="s")
+    sse_max_streams: int = setting("RAAS_SSE_MAX_STREAMS", 16,
+                                   "open live streams per process (503 beyond it)")
+    sse_max_streams_per_user: int = setting("RAAS_SSE_MAX_STREAMS_PER_USER", 6,
+                                            "open live streams per user (503 beyond it)")
+    sse_queue_size: int = setting("RAAS_SSE_QUEUE_SIZE", 256,
+                                  "events buffered per stream; the oldest are dropped beyond it")
+    sse_keepalive_s: float = setting("RAAS_SSE_KEEPALIVE_S", 15.0,
+                                     "interval of keep-alive comments on idle streams", unit="s")
+    sse_max_duration_s: float = setting("RAAS_SSE_MAX_DURATION_S", 600.0,
+                                        "a stream is closed after this long (the browser "
+                                        "reconnects), freeing threads of vanished clients",
+                                        unit="s")
+
+    def resolved_secret_key(self) -> str | None:
+        """The session key from RAAS_SECRET_KEY_FILE or RAAS_SECRET_KEY, or None."""
+        if self.secret_key_file:
+            return read_secret("file:" + self.secret_key_file)
+        return read_secret(self.secret_key)
+
+    def check(self) -> None:
+        """Refuse inconsistent settings.
+
+        Raises:
+            ConfigError: bounds out of order, or more streams allowed than threads to serve them.
+        """
+        if not 0 < self.min_time_limit_s <= self.default_time_limit_s <= self.max_time_limit_s:
+            raise ConfigError("need 0 < RAAS_MIN_TIME_LIMIT_S <= RAAS_DEFAULT_TIME_LIMIT_S <= "
+                              "RAAS_MAX_TIME_LIMIT_S")
+        if self.sse_max_streams > self.threads - 4:
+            raise ConfigError(f"RAAS_SSE_MAX_STREAMS={self.sse_max_streams} leaves fewer than 4 "
+                              f"of RAAS_DASHBOARD_THREADS={self.threads} for ordinary requests")
+        if self.max_upload_bytes <= 0 or self.sse_queue_size <= 0:
+            raise ConfigError("RAAS_MAX_UPLOAD_BYTES and RAAS_SSE_QUEUE_SIZE must be positive")
+
+
+def check_secret_key(key: str | None) -> str:
+    """Return ``key`` if it is fit to sign sessions in production.
+
+    Raises:
+        ConfigError: missing, a well-known development value, or shorter than 32 characters.
+    """
+    if not key:
+        raise ConfigError("no session secret: set RAAS_SECRET_KEY_FILE (or RAAS_SECRET_KEY) to "
+                          f">= {MIN_SECRET_CHARS} random characters, e.g. "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+    if key.strip().lower() in WEAK_SECRETS or len(key) < MIN_SECRET_CHARS:
+        raise ConfigError(f"the session secret is a development value or shorter than "
+                          f"{MIN_SECRET_CHARS} characters; refusing to start")
+    return key
