@@ -20,6 +20,7 @@ from gym_raas_mqtt.errors import RaasError
 COMMAND_MODULES = (
     "gym_raas_mqtt.cli.info",  # protocol, config: docs of the contract and settings
     "gym_raas_mqtt.cli.client",  # submit, jobs, logs, results, nodes, cancel (REST client)
+    "gym_raas_mqtt.cli.stack",  # stack up/down/demo: the whole platform on one machine
     "broker_config.cli",  # broker central|local, broker passwd
     "fleet_node.cli",  # node motor|agent|calibrate
     "dispatcher.cli",  # dispatcher

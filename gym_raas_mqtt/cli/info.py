@@ -28,6 +28,7 @@ CONFIG_CLASSES = (
     "gym_raas_mqtt.backends.bus:BusConfig",
     "broker_config.config:BrokerConfig",
     "fleet_node.motor.config:MotorConfig",
+    "fleet_node.motor.pigpio_motor:PigpioConfig",
     "fleet_node.config:AgentConfig",
     "dispatcher.config:DispatcherConfig",
     "dashboard.config:DashboardConfig",
