@@ -53,8 +53,14 @@ docs: venv
 	$(VENV)/bin/raas protocol > docs/protocol-topics.md
 	$(VENV)/bin/raas config > docs/configuration.md
 
-bench: venv
+bench: system-deps venv  ## every benchmark; each prints its numbers (see docs/performance.md)
 	$(PY) bench/sim_speed.py
+	$(PY) bench/step_latency.py
+	$(PY) bench/control_loop.py --steps 1200
+	$(PY) bench/broker.py
+	$(PY) bench/dispatch.py
+	$(PY) bench/telemetry_latency.py
+	@scripts/dockerd.sh start && $(PY) bench/runner_latency.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache var test-artifacts .wheelhouse
