@@ -31,8 +31,8 @@ class BrokerConfig:
         "node-local broker's unix socket (mounted into job containers); default <dir>/sock/local.sock")
     node_id: str = setting("RAAS_NODE_ID", "node-1", "this node's id (node-local broker)")
     central_url: str | None = setting(
-        "RAAS_CENTRAL_URL", None,
-        "central broker mqtt://host:port the node-local broker bridges to; unset = no bridge")
+        "RAAS_CENTRAL_MQTT_URL", None,
+        "central broker mqtt://host:port (the agent uses it too); the node-local broker bridges to it, unset = no bridge")
     bridge_password: str | None = setting(
         "RAAS_BRIDGE_PASSWORD", None,
         "password of the central client bridge-<node> (file:/path or literal); default "

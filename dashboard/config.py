@@ -28,22 +28,21 @@ class DashboardConfig:
         "RAAS_SECRET_KEY)")
     database_url: str = setting("RAAS_DATABASE_URL", "sqlite:///var/raas.db",
                                 "job database, shared with the dispatcher")
-    store_url: str = setting("RAAS_STORE_URL", "file://var/store",
-                             "object store of uploads and result bundles (file:// or s3://)")
+    store_url: str = setting("RAAS_STORE_URL", "var/store",
+                             "object store of uploads and result bundles (path, file:// or s3://)")
     broker_url: str | None = setting(
-        "RAAS_DASHBOARD_BROKER_URL", "mqtt://127.0.0.1:1883",
+        "RAAS_CENTRAL_MQTT_URL", "mqtt://localhost:1883",
         "central broker the live-update subscriber connects to (empty = no live updates)")
     broker_username: str | None = setting("RAAS_DASHBOARD_MQTT_USERNAME", "dashboard",
                                           "the dashboard's central-broker user (read-only ACL)")
-    broker_password: str | None = setting("RAAS_DASHBOARD_MQTT_PASSWORD", None,
-                                          "that user's password, literal or file:/path",
-                                          secret=True)
+    broker_password_file: str | None = setting("RAAS_DASHBOARD_MQTT_PASSWORD_FILE", None,
+                                               "file holding that user's password")
     broker_admin_url: str | None = setting(
         "RAAS_DASHBOARD_BROKER_ADMIN_URL", None,
-        "broker admin address used to issue per-user read-only MQTT credentials (empty = off)")
-    broker_admin_password: str | None = setting(
-        "RAAS_DASHBOARD_BROKER_ADMIN_PASSWORD", None, "that admin's password, literal or "
-        "file:/path", secret=True)
+        "broker admin address (mqtt://admin@host:port) used to issue per-user read-only MQTT "
+        "logins; empty = users ask the operator")
+    broker_admin_password_file: str | None = setting(
+        "RAAS_DASHBOARD_BROKER_ADMIN_PASSWORD_FILE", None, "file holding that admin's password")
     public_broker_url: str | None = setting(
         "RAAS_PUBLIC_BROKER_URL", None,
         "broker address shown to users for mosquitto_sub (default: the dashboard's broker)")
@@ -58,7 +57,7 @@ class DashboardConfig:
                                       "largest total size of an archive's contents", unit="bytes")
     max_archive_members: int = setting("RAAS_MAX_ARCHIVE_MEMBERS", 5000,
                                        "most files in an uploaded archive")
-    min_time_limit_s: float = setting("RAAS_MIN_TIME_LIMIT_S", 5.0,
+    min_time_limit_s: float = setting("RAAS_MIN_TIME_LIMIT_S", 1.0,
                                       "shortest time limit a job may ask for", unit="s")
     max_time_limit_s: float = setting("RAAS_MAX_TIME_LIMIT_S", 600.0,
                                       "longest time limit a job may ask for", unit="s")

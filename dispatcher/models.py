@@ -102,6 +102,10 @@ class Job(BaseModel):
     summary = JSONField(null=True)  # summary.json of the result bundle
     cancel_requested = BooleanField(default=False)
 
+    class Meta:
+        # The fair-queue query scans queued jobs in submit order and counts active jobs per owner.
+        indexes = ((("state", "submitted_at"), False), (("owner", "state"), False))
+
     @property
     def job_state(self) -> JobState:
         return JobState(self.state)
@@ -123,7 +127,7 @@ class Execution(BaseModel):
     reason = TextField(null=True)
 
     class Meta:
-        indexes = ((("job", "number"), True),)
+        indexes = ((("job", "number"), True), (("node_id", "state"), False))
 
 
 class JobEvent(BaseModel):

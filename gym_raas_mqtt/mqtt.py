@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,11 @@ def connect(client: paho.Client, keepalive_s: int = 15, *, async_: bool = False)
     if expiry:
         props.SessionExpiryInterval = expiry
     host = address.host
-    port = address.port if address.transport == "tcp" else 0
+    port = address.port if address.transport == "tcp" else 1  # paho rejects 0 even for unix
+    if address.transport == "unix" and not async_:
+        # paho leaks its socket when a unix connect() fails: find out with one we close.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.connect(host)
     fn = client.connect_async if async_ else client.connect
     fn(host, port, keepalive=keepalive_s, clean_start=clean_start, properties=props)
 
@@ -161,3 +166,29 @@ def message_expiry(seconds: int) -> Properties:
     props = Properties(PacketTypes.PUBLISH)
     props.MessageExpiryInterval = seconds
     return props
+
+
+def shutdown(client: paho.Client, timeout_s: float = 2.0) -> None:
+    """Disconnect cleanly, stop the network loop, and close paho's sockets now.
+
+    Stopping the loop before the DISCONNECT has gone out leaves the socket to the garbage
+    collector, and paho closes its internal wake-up socket pair only when collected; both show
+    up as ResourceWarnings. Safe to call on a client that never connected.
+    """
+    done = threading.Event()
+    previous = client.on_disconnect
+
+    def on_disconnect(*args: Any) -> None:
+        done.set()
+        if previous is not None:
+            previous(*args)
+
+    client.on_disconnect = on_disconnect
+    connected = client.is_connected()
+    client.disconnect()
+    if connected:
+        done.wait(timeout_s)
+    client.loop_stop()
+    reset = getattr(client, "_reset_sockets", None)  # private in paho 2.x; absent → GC closes them
+    if reset is not None:
+        reset()

@@ -489,6 +489,11 @@ class MotorState(Message):
     reason: str | None = None
     rate_hz: float | None = None
     lockstep: bool = False
+    # What the env's bus backend takes as its params (dt = 1/rate_hz); None from older nodes.
+    backend: str | None = None  # "sim" or "pigpio"
+    calibration_id: str | None = None
+    max_action: float | None = None  # |u| limit the motor node clamps to
+    max_speed: float | None = None  # rad/s, observation bound
 
 
 @dataclass(frozen=True)

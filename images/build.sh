@@ -2,11 +2,12 @@
 # Builds the job runner image raas-runner:<inputs-hash> (+ :latest) without any registry access.
 #
 # Fast no-op when an image for the current inputs already exists. Inputs (hashed into the tag):
-# images/Dockerfile, images/runner-requirements.txt, this script, setup.cfg, pyproject.toml, every
-# source file of gym_raas_mqtt/ and the base image's ID. Steps:
+# images/Dockerfile, images/runner-requirements.txt, this script, the parts of setup.cfg that
+# concern gym_raas_mqtt, pyproject.toml, every source file of gym_raas_mqtt/ and the base image's
+# ID. Steps:
 #   1. base image: reuse a cached one; else `docker pull python:3.11-slim-bookworm` (20 s timeout);
 #      else `debootstrap --variant=minbase --include=python3 bookworm` from the host's apt mirror,
-#      `docker import`ed as raas-base:bookworm-v1 and its tarball cached in var/cache/.
+#      `docker import`ed as raas-base:bookworm-v2 and its tarball cached in var/cache/.
 #   2. wheelhouse on the host (.wheelhouse/runner): binary wheels for CPython 3.11 manylinux x86_64
 #      from runner-requirements.txt, plus pip itself, plus a wheel of gym_raas_mqtt alone.
 #   3. `docker build --network none` of images/Dockerfile from a staged context in build/.
@@ -20,15 +21,15 @@ cd "$ROOT"
 IMAGE="${RAAS_RUNNER_IMAGE:-raas-runner}"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 [[ -x "$PY" ]] || PY="$(command -v python3)"
-BASE_VERSION="bookworm-v1"  # bump when the debootstrap recipe below changes
+BASE_VERSION="bookworm-v2"  # bump when the debootstrap recipe below changes
 BASE_TAG="raas-base:$BASE_VERSION"
 BASE_TARBALL="$ROOT/var/cache/raas-base-$BASE_VERSION.tar.gz"
 PULL_BASE="python:3.11-slim-bookworm"
 CTX="$ROOT/build/runner-image"
 WHEELS="$ROOT/.wheelhouse/runner"
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 log() { printf 'images: %s\n' "$*" >&2; }
-elapsed() { printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)"; }
+elapsed() { local ms=$((($(date +%s%N) - t0) / 1000000)); printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)); }
 
 timeout 10 docker info >/dev/null 2>&1 || { log "Docker engine not reachable: run scripts/dockerd.sh start"; exit 1; }
 mkdir -p "$ROOT/var/cache"
@@ -68,20 +69,43 @@ make_base() {
   debootstrap --variant=minbase --include=python3 --cache-dir="$ROOT/var/cache/debs" \
     bookworm "$rootfs" "$mirror" >"$ROOT/var/cache/debootstrap.log" 2>&1 \
     || { log "debootstrap failed, see var/cache/debootstrap.log"; tail -n 15 "$ROOT/var/cache/debootstrap.log" >&2; exit 1; }
-  # Nothing in the container may fetch packages, and docs/caches only add size.
+  # Nothing in the container may fetch or install packages, and docs/caches only add size.
+  chroot "$rootfs" dpkg --purge apt libapt-pkg6.0 >>"$ROOT/var/cache/debootstrap.log" 2>&1
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \
          "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/log/*.log
   find "$rootfs"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'C.*' -exec rm -rf {} + 2>/dev/null || true
   tar -C "$rootfs" --numeric-owner -czf "$BASE_TARBALL.tmp" .
   mv "$BASE_TARBALL.tmp" "$BASE_TARBALL"
   docker import "$BASE_TARBALL" "$BASE_TAG" >/dev/null
+  # Older recipes' bases are no longer needed.
+  find "$ROOT/var/cache" -maxdepth 1 -name 'raas-base-*.tar.gz' ! -name "${BASE_TARBALL##*/}" -delete
+  docker image ls --format '{{.Repository}}:{{.Tag}}' raas-base | grep -v ":$BASE_VERSION\$" \
+    | xargs -r docker rmi >/dev/null 2>&1 || true
   echo "$BASE_TAG"
 }
+
+# The image's setup.cfg: only the fields the env package needs, so edits elsewhere in setup.cfg
+# (other extras, pytest markers) do not change the hash and rebuild the image.
+"$PY" - "$ROOT/var/cache/runner-setup.cfg" <<'EOF'
+import configparser, sys
+src = configparser.ConfigParser(interpolation=None)
+src.read("setup.cfg")
+out = configparser.ConfigParser(interpolation=None)
+out["metadata"] = {k: src["metadata"][k] for k in ("name", "version", "description", "license")}
+out["options"] = {"python_requires": src["options"]["python_requires"],
+                  "packages": "find:", "include_package_data": "True",
+                  "install_requires": src["options"]["install_requires"]}
+out["options.packages.find"] = {"include": "\ngym_raas_mqtt\ngym_raas_mqtt.*"}
+out["options.package_data"] = {"gym_raas_mqtt": src["options.package_data"]["gym_raas_mqtt"]}
+with open(sys.argv[1], "w") as f:
+    out.write(f)
+EOF
 
 inputs_hash() {  # $1 = base image ID
   {
     echo "base $1"
-    find images/Dockerfile images/runner-requirements.txt images/build.sh setup.cfg pyproject.toml \
+    find images/Dockerfile images/runner-requirements.txt images/build.sh var/cache/runner-setup.cfg \
+         pyproject.toml \
          gym_raas_mqtt -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-12
@@ -119,20 +143,7 @@ rm -rf "$CTX"; mkdir -p "$CTX/wheels" "$CTX/project" "$CTX/src"
 # A wheel of gym_raas_mqtt alone: the services (dispatcher, fleet_node, ...) never enter the image.
 cp -r gym_raas_mqtt pyproject.toml "$CTX/src/"
 find "$CTX/src" -name __pycache__ -prune -exec rm -rf {} +
-"$PY" - "$CTX/src/setup.cfg" <<'EOF'
-import configparser, sys
-src = configparser.ConfigParser(interpolation=None)
-src.read("setup.cfg")
-out = configparser.ConfigParser(interpolation=None)
-out["metadata"] = {k: src["metadata"][k] for k in ("name", "version", "description", "license")}
-out["options"] = {"python_requires": src["options"]["python_requires"],
-                  "packages": "find:", "include_package_data": "True",
-                  "install_requires": src["options"]["install_requires"]}
-out["options.packages.find"] = {"include": "\ngym_raas_mqtt\ngym_raas_mqtt.*"}
-out["options.package_data"] = {"gym_raas_mqtt": "calibration/*.toml"}
-with open(sys.argv[1], "w") as f:
-    out.write(f)
-EOF
+cp "$ROOT/var/cache/runner-setup.cfg" "$CTX/src/setup.cfg"
 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation --no-index \
   -w "$CTX/project" "$CTX/src" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
 ls "$CTX"/project/gym_raas_mqtt-*.whl >/dev/null || { log "project wheel not built"; exit 1; }
@@ -146,6 +157,8 @@ DOCKER_BUILDKIT=0 docker build -q --network none --build-arg "BASE=$BASE" --buil
   -t "$TAG" "$CTX" >"$ROOT/var/cache/build.log" 2>&1 \
   || { log "docker build failed, see var/cache/build.log"; tail -n 30 "$ROOT/var/cache/build.log" >&2; exit 1; }
 rm -rf "$CTX"
-# Old runner images of this name are kept only as :latest's predecessors; drop dangling ones.
-docker image prune -f --filter "label=raas.image=runner" >/dev/null 2>&1 || true
 record "built"
+# Drop the build stage and older runner tags (`docker rmi` without -f refuses images still in use).
+docker image prune -f --filter "label=raas.image" >/dev/null 2>&1 || true
+docker image ls --format '{{.Repository}}:{{.Tag}}' "$IMAGE" | grep -v -e ":$HASH\$" -e ':latest$' \
+  | xargs -r docker rmi >/dev/null 2>&1 || true

@@ -12,14 +12,19 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gym_raas_mqtt.mqtt import BrokerAddress
+
+if TYPE_CHECKING:
+    from broker_config.runner import BrokerHandle
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,13 +48,14 @@ def wait_port(host: str, port: int, timeout_s: float = 10.0) -> None:
 
 @dataclass
 class TestBroker:
-    """A running Mosquitto: where it listens and the superuser's address."""
+    """The running central Mosquitto (from broker_config): where it listens and its superuser."""
 
     host: str
     port: int
     admin: BrokerAddress
     workdir: Path
     process: subprocess.Popen
+    handle: "BrokerHandle"
 
     def address(self, username: str | None = None, password: str | None = None) -> BrokerAddress:
         return BrokerAddress("tcp", self.host, self.port, username, password)
@@ -58,40 +64,90 @@ class TestBroker:
     def url(self) -> str:
         return self.admin.url(with_credentials=True)
 
+    @property
+    def secrets(self) -> Path:
+        """Password files of the service clients (admin, dispatcher, dashboard, readonly)."""
+        return self.handle.secrets
 
-def _start_plain_broker(workdir: Path) -> TestBroker:
-    """Fallback broker: password file + ACL with one superuser (used until broker_config lands)."""
-    port = free_port()
-    password = uuid.uuid4().hex
-    pwfile = workdir / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "test-admin", password],
-                   check=True, capture_output=True)
-    (workdir / "acl").write_text("user test-admin\ntopic readwrite #\n")
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\n"
-        f"acl_file {workdir / 'acl'}\nset_tcp_nodelay true\nmax_inflight_messages 100\n"
-        "max_queued_messages 20000\npersistence false\nlog_dest stderr\nlog_type error\n"
-        "log_type warning\n"
-    )
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=open(workdir / "log", "wb"))
-    wait_port("127.0.0.1", port)
-    return TestBroker("127.0.0.1", port, BrokerAddress("tcp", "127.0.0.1", port, "test-admin",
-                                                        password), workdir, proc)
+    def service(self, username: str) -> BrokerAddress:
+        """Address with the stored credentials of a service client, e.g. ``"dispatcher"``."""
+        return self.handle.service_address(username)
+
+
+@dataclass
+class LocalTestBroker:
+    """A running node-local Mosquitto for node ``node_id``, bridged to the session's ``broker``.
+
+    Service clients: ``admin`` (superuser), ``motor``, ``agent``; per-job clients are made with
+    ``broker_config.provision.create_job_client(local_broker.admin, local_broker.node_id, job)``.
+    """
+
+    node_id: str
+    socket_path: Path
+    port: int
+    admin: BrokerAddress
+    workdir: Path
+    process: subprocess.Popen
+    handle: "BrokerHandle"
+    host: str = "127.0.0.1"
+
+    def address(self, username: str | None = None, password: str | None = None) -> BrokerAddress:
+        return BrokerAddress("tcp", self.host, self.port, username, password)
+
+    def unix_address(self, username: str | None = None,
+                     password: str | None = None) -> BrokerAddress:
+        return BrokerAddress("unix", str(self.socket_path), 0, username, password)
+
+    @property
+    def secrets(self) -> Path:
+        return self.handle.secrets
+
+    def service(self, username: str) -> BrokerAddress:
+        """TCP address with the stored credentials of ``"motor"``, ``"agent"`` or ``"admin"``."""
+        return self.handle.service_address(username)
+
+
+def _stop(handle) -> None:
+    handle.stop()
 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> TestBroker:
-    """A real Mosquitto for the whole session (skips the test if mosquitto is not installed)."""
+    """The central Mosquitto, configured by broker_config (auth + dynamic security), for the whole
+    session on a free port. ``broker.admin`` may publish and subscribe anything."""
     if not shutil.which("mosquitto"):
         pytest.skip("mosquitto is not installed (make test installs it)")
-    b = _start_plain_broker(tmp_path_factory.mktemp("mosquitto"))
+    from broker_config.runner import start_broker
+
+    handle = start_broker("central", tmp_path_factory.mktemp("central-broker"), port=free_port())
+    b = TestBroker(handle.host, handle.port, handle.admin_address, handle.dir, handle.process,
+                   handle)
     yield b
-    b.process.terminate()
-    try:
-        b.process.wait(5)
-    except subprocess.TimeoutExpired:
-        b.process.kill()
+    _stop(handle)
+
+
+@pytest.fixture(scope="session")
+def local_broker(broker: TestBroker, tmp_path_factory: pytest.TempPathFactory) -> LocalTestBroker:
+    """A node-local Mosquitto (unix socket + loopback TCP) whose bridge forwards job telemetry to
+    the session's central ``broker``."""
+    from broker_config.provision import ensure_bridge
+    from broker_config.runner import start_broker
+
+    node_id = f"lnode{os.getpid()}"
+    bridge_pw = ensure_bridge(broker.admin, node_id)
+    workdir = tmp_path_factory.mktemp("local-broker")
+    # The socket's directory must be reachable by any uid (pytest's tmp is 0700), like the
+    # directory an agent mounts into a job container.
+    sock_dir = Path(tempfile.mkdtemp(prefix="raas-lb-"))
+    handle = start_broker("local", workdir, port=free_port(), node_id=node_id,
+                          socket_path=sock_dir / "local.sock",
+                          central_url=broker.address().url(), bridge_password=bridge_pw)
+    assert handle.socket_path is not None
+    lb = LocalTestBroker(node_id, handle.socket_path, handle.port, handle.admin_address,
+                         handle.dir, handle.process, handle)
+    yield lb
+    _stop(handle)
+    shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 _counter = itertools.count()
@@ -101,3 +157,37 @@ _counter = itertools.count()
 def uid() -> str:
     """A unique id for this test (node/job/owner ids), valid as a topic level."""
     return f"t{os.getpid()}x{next(_counter)}x{uuid.uuid4().hex[:6]}"
+
+
+RUNNER_IMAGE = os.environ.get("RAAS_RUNNER_IMAGE", "raas-runner:latest")
+
+
+@pytest.fixture(scope="session")
+def docker():
+    """A Docker SDK client for the local engine (``make test`` starts it with scripts/dockerd.sh).
+
+    Skips, saying why, only when the engine cannot be reached."""
+    try:
+        import docker as docker_sdk
+    except ImportError:
+        pytest.skip("the docker SDK is not installed (pip install -e '.[node]')")
+    try:
+        client = docker_sdk.from_env(timeout=60)
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - DockerException or a requests error
+        pytest.skip(f"Docker engine unreachable ({e}); run scripts/dockerd.sh start")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def runner_image(docker) -> str:
+    """Tag of the job runner image; runs images/build.sh (a no-op when current) if it is missing."""
+    import docker as docker_sdk
+
+    try:
+        docker.images.get(RUNNER_IMAGE)
+    except docker_sdk.errors.ImageNotFound:
+        subprocess.run([str(ROOT / "images" / "build.sh")], check=True, timeout=900)
+        docker.images.get(RUNNER_IMAGE)
+    return RUNNER_IMAGE

@@ -261,25 +261,29 @@ class Stack:
         state_file = self.root / "stack.json"
         if not self.state and state_file.exists():
             self.state = json.loads(state_file.read_text())
+        from gym_raas_mqtt import mqtt
+
         for client in getattr(self, "_watchers", []):
-            client.loop_stop()
-            client.disconnect()
+            mqtt.shutdown(client)
         pids = dict(self.state.get("pids", {}))
-        # agents first (they publish `offline` and finish cleanly), then motors, then the rest
-        order = sorted(pids, key=lambda n: (0 if n.startswith("agent") else
-                                            1 if n.startswith("motor") else 2))
-        for name in order:
-            _signal(pids[name], signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for name in order:
-            proc = self.procs.get(name)
-            while _alive(pids[name], proc) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pids[name], proc):
-                log(f"{name} did not stop in {STOP_TIMEOUT_S:.0f} s: killing it")
-                _signal(pids[name], signal.SIGKILL)
-                if proc:
-                    proc.wait(5)
+        # in stages, each waited for: agents first (they finish the job's bookkeeping and publish
+        # `offline` while their motor node and brokers still run), then motor nodes, then the rest
+        stages = [[n for n in pids if n.startswith("agent")],
+                  [n for n in pids if n.startswith("motor")],
+                  [n for n in pids if not n.startswith(("agent", "motor"))]]
+        for stage in stages:
+            for name in stage:
+                _signal(pids[name], signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            for name in stage:
+                proc = self.procs.get(name)
+                while _alive(pids[name], proc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if _alive(pids[name], proc):
+                    log(f"{name} did not stop in {STOP_TIMEOUT_S:.0f} s: killing it")
+                    _signal(pids[name], signal.SIGKILL)
+                    if proc:
+                        proc.wait(5)
         for d in reversed(self.state.get("brokers", [])):
             stop_broker(d)
         self.state["pids"] = {}
@@ -359,8 +363,9 @@ class TelemetryClock:
         self.client.loop_start()
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        from gym_raas_mqtt import mqtt
+
+        mqtt.shutdown(self.client)
 
 
 @dataclass

@@ -56,7 +56,7 @@ def test_put_get_roundtrip(store):
 
 def test_put_file_and_get_file(store, tmp_path):
     src = tmp_path / "big.bin"
-    payload = bytes(range(256)) * 8192  # 2 MiB: crosses boto3's multipart threshold? no, streams
+    payload = bytes(range(256)) * 8192  # 2 MiB, streamed both ways
     src.write_bytes(payload)
     store.put_file("uploads/alice/x.tar.gz", src)
     out = store.get_file("uploads/alice/x.tar.gz", tmp_path / "dl" / "x.tar.gz")

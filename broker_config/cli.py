@@ -1,0 +1,138 @@
+"""``raas broker ...``: run the central or a node-local Mosquitto and manage its accounts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("broker", help="run and administer the Mosquitto brokers",
+                              description="Run the central or a node-local Mosquitto (config, "
+                              "dynamic-security roles and service passwords are generated in "
+                              "--dir) and manage node and user accounts.")
+    sub = p.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
+
+    def runtime(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--dir", type=Path, help="runtime directory (RAAS_BROKER_DIR; default "
+                       "./var/broker/<role>)")
+
+    for role, text in (("central", "the central broker (dispatcher, nodes, dashboard, users)"),
+                       ("local", "a node-local broker (motor node, agent, job container)")):
+        q = sub.add_parser(role, help=f"start {text}")
+        runtime(q)
+        q.add_argument("--host", help="TCP bind address (RAAS_BROKER_HOST)" if role == "central"
+                       else argparse.SUPPRESS)
+        q.add_argument("--port", type=int, help="TCP port (RAAS_BROKER_PORT / "
+                       "RAAS_LOCAL_BROKER_PORT; local: 0 = unix socket only)")
+        q.add_argument("--background", action="store_true",
+                       help="detach (log in <dir>/mosquitto.log, pid in <dir>/mosquitto.pid)")
+        if role == "local":
+            q.add_argument("--node-id", help="this node's id (RAAS_NODE_ID)")
+            q.add_argument("--socket", type=Path, help="unix socket path (RAAS_LOCAL_SOCKET)")
+            q.add_argument("--central-url", help="bridge to this central mqtt://host:port "
+                           "(RAAS_CENTRAL_MQTT_URL)")
+            q.add_argument("--bridge-password-file", type=Path,
+                           help="password of bridge-<node> (RAAS_BRIDGE_PASSWORD)")
+        q.set_defaults(func=_run, role=role)
+
+    q = sub.add_parser("stop", help="stop a background broker")
+    runtime(q)
+    q.add_argument("--role", choices=("central", "local"), default="central",
+                   help="which default directory to use when --dir is not given")
+    q.set_defaults(func=_stop)
+
+    q = sub.add_parser("add-node", help="create (or re-key) a node's central accounts "
+                       "node-<id> and bridge-<id>; passwords go to <dir>/secrets/")
+    runtime(q)
+    q.add_argument("node_id")
+    q.set_defaults(func=_add_node)
+
+    q = sub.add_parser("add-user", help="create (or re-key) user-<owner>: read-only access to "
+                       "the owner's own job topics; password goes to <dir>/secrets/")
+    runtime(q)
+    q.add_argument("owner")
+    q.set_defaults(func=_add_user)
+
+
+def _dir(args: argparse.Namespace, role: str) -> Path:
+    from broker_config.config import BrokerConfig
+    from gym_raas_mqtt.config import load
+
+    return args.dir.resolve() if args.dir else load(BrokerConfig).runtime_dir(role)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from broker_config import runner
+    from gym_raas_mqtt.config import read_secret
+
+    kwargs: dict = {"port": args.port}
+    if args.role == "central":
+        kwargs["host"] = args.host
+    else:
+        kwargs.update(node_id=args.node_id, socket_path=args.socket,
+                      central_url=args.central_url)
+        if args.bridge_password_file:
+            kwargs["bridge_password"] = read_secret(f"file:{args.bridge_password_file}")
+    run_dir = _dir(args, args.role)
+    if args.background:
+        h = runner.start_broker(args.role, run_dir, **kwargs)
+        where = f"{h.host}:{h.port}" if h.port else ""
+        if h.socket_path:
+            where += f" unix:{h.socket_path}"
+        print(f"{args.role} broker running (pid {h.pid}) on {where.strip()}; "
+              f"secrets in {h.secrets}")
+        return 0
+    handle = runner.prepare(args.role, run_dir, **kwargs)
+    print(f"{args.role} broker: {handle.conf_path}, secrets in {handle.secrets}", file=sys.stderr)
+    return runner.run_foreground(handle)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from broker_config.runner import stop_broker
+
+    run_dir = _dir(args, args.role)
+    if stop_broker(run_dir):
+        print(f"stopped the broker in {run_dir}")
+        return 0
+    print(f"no broker running in {run_dir}", file=sys.stderr)
+    return 1
+
+
+def _write_secret(path: Path, password: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+
+
+def _admin(run_dir: Path):
+    from broker_config.runner import BrokerError, _adopt, _running_pid, BrokerHandle
+
+    probe = BrokerHandle("central", run_dir, "", 0)
+    pid = _running_pid(probe)
+    if pid is None:
+        raise BrokerError(f"no central broker running in {run_dir}: start it first")
+    return _adopt("central", run_dir, pid)
+
+
+def _add_node(args: argparse.Namespace) -> int:
+    from broker_config import provision
+
+    h = _admin(_dir(args, "central"))
+    for username, fn in ((provision.node_username(args.node_id), provision.ensure_node),
+                         (provision.bridge_username(args.node_id), provision.ensure_bridge)):
+        _write_secret(h.secrets / username, fn(h.admin_address, args.node_id))
+        print(f"{username}: password in {h.secrets / username}")
+    return 0
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    from broker_config import provision
+
+    h = _admin(_dir(args, "central"))
+    username = provision.user_username(args.owner)
+    _write_secret(h.secrets / username, provision.ensure_user(h.admin_address, args.owner))
+    print(f"{username}: password in {h.secrets / username}")
+    return 0

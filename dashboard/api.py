@@ -1,0 +1,241 @@
+"""The JSON API under ``/api/v1`` (documented by ``/api/v1/openapi.json``).
+
+Authentication is ``Authorization: Bearer <token>``; a logged-in browser session may also *read*
+(GET) so the pages' scripts can use the same endpoints. Changes need a token, which is why this
+blueprint is exempt from CSRF protection. Errors are ``{"error": ..., "reason": ...}`` with a 4xx
+status; bad input never yields a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from dashboard import accounts, jobs, openapi
+from dashboard import json_error
+from dashboard.submission import SubmissionError, archive_source, check_time_limit, git_source
+from dashboard.submission import submit as submit_job
+from dispatcher.models import Job
+from gym_raas_mqtt.errors import RaasError
+from gym_raas_mqtt.protocol import JobState
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+PUBLIC_ENDPOINTS = {"api.openapi_document", "api.create_token"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason = status, error, reason
+
+
+@bp.errorhandler(ApiError)
+def _api_error(e: ApiError) -> Any:
+    return json_error(e.status, e.error, e.reason)
+
+
+@bp.errorhandler(SubmissionError)
+def _submission_error(e: SubmissionError) -> Any:
+    error = {413: "too_large", 415: "unsupported_media_type"}.get(e.status, "invalid")
+    resp = jsonify({"error": error, "reason": str(e), "field": e.field})
+    resp.status_code = e.status
+    return resp
+
+
+@bp.before_request
+def require_auth() -> Any:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if g.user is None:
+        resp = json_error(401, "unauthorized", "log in: send 'Authorization: Bearer <token>' "
+                          "(create one with `raas login`)")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="raas"'
+        return resp
+    if request.method not in ("GET", "HEAD") and not g.via_token:
+        return json_error(401, "unauthorized", "changes through the API need a bearer token")
+    return None
+
+
+def _json_body() -> dict[str, Any]:
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid", "the body must be a JSON object")
+    return body
+
+
+# -- documents and accounts --------------------------------------------------------------------
+@bp.get("/openapi.json")
+def openapi_document() -> Any:
+    return jsonify(openapi.document())
+
+
+@bp.post("/tokens")
+def create_token() -> Any:
+    """Exchange a user name and password for a new API token (what ``raas login`` does)."""
+    body = _json_body()
+    name, password = body.get("username"), body.get("password")
+    if not isinstance(name, str) or not isinstance(password, str) or not name or not password:
+        raise ApiError(400, "invalid", "username and password (strings) are required")
+    label = body.get("name", "cli")
+    if not isinstance(label, str) or len(label) > 64:
+        raise ApiError(400, "invalid", "name must be a string of at most 64 characters")
+    owner = accounts.authenticate(name, password)
+    if owner is None:
+        raise ApiError(401, "unauthorized", "wrong user name or password")
+    token = accounts.issue_token(owner, label or "cli")
+    return jsonify({"token": token, "user": owner.name}), 201
+
+
+def broker_info() -> dict[str, Any]:
+    """How a user reaches their own job topics on the central broker (no password)."""
+    from gym_raas_mqtt import protocol
+
+    cfg = current_app.extensions["raas_config"]
+    from broker_config.provision import user_username
+
+    url = cfg.public_broker_url or cfg.broker_url
+    parts = urlsplit(url) if url else None
+    return {"url": url, "host": parts.hostname if parts else None,
+            "port": (parts.port or 1883) if parts else None,
+            "username": user_username(g.user.name),
+            "topic_filter": protocol.job_filter(g.user.name),
+            "credentials_available": bool(cfg.broker_admin_url)}
+
+
+@bp.get("/me")
+def me() -> Any:
+    u = g.user
+    return jsonify({"name": u.name, "is_admin": u.is_admin, "max_running": u.max_running,
+                    "broker": broker_info()})
+
+
+def issue_broker_password() -> dict[str, Any]:
+    """Create or refresh the user's read-only central-broker login (A1's ``ensure_user``).
+
+    Raises:
+        ApiError: 503 when the dashboard has no broker admin address configured.
+    """
+    from gym_raas_mqtt.mqtt import BrokerAddress
+
+    cfg = current_app.extensions["raas_config"]
+    if not cfg.broker_admin_url:
+        raise ApiError(503, "unavailable", "this dashboard cannot issue broker credentials; ask "
+                       "the operator (RAAS_DASHBOARD_BROKER_ADMIN_URL is not set)")
+    from broker_config.provision import ensure_user
+
+    admin = BrokerAddress.parse(cfg.broker_admin_url,
+                                password_file=cfg.broker_admin_password_file)
+    try:
+        password = ensure_user(admin, g.user.name)
+    except (RaasError, OSError) as e:
+        raise ApiError(503, "unavailable", f"the broker did not create your login: {e}") from None
+    return broker_info() | {"password": password}
+
+
+@bp.post("/me/broker-credentials")
+def broker_credentials() -> Any:
+    return jsonify(issue_broker_password())
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+@bp.post("/jobs")
+def create_job() -> Any:
+    limits = current_app.extensions["raas_limits"]
+    ctype = request.mimetype
+    if ctype == "application/json":
+        body = _json_body()
+        unknown = set(body) - {"url", "ref", "time_limit_s"}
+        if unknown:
+            raise ApiError(400, "invalid", f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
+        source = git_source(body.get("url"), body.get("ref"))
+        time_limit = check_time_limit(body.get("time_limit_s"), limits)
+    elif ctype == "multipart/form-data":
+        upload = request.files.get("archive")
+        if upload is None:
+            raise ApiError(400, "invalid", "multipart submissions need an 'archive' file part")
+        time_limit = check_time_limit(request.form.get("time_limit_s"), limits)
+        data = upload.stream.read(limits.max_upload_bytes + 1)
+        source = archive_source(jobs.store(), g.user.name, upload.filename or "", data, limits)
+    else:
+        raise ApiError(415, "unsupported_media_type", "send application/json (git) or "
+                       "multipart/form-data with an 'archive' part (.tar.gz/.zip)")
+    try:
+        job = submit_job(g.user.name, source, time_limit)
+    except RaasError as e:
+        raise ApiError(400, "rejected", str(e)) from None
+    resp = jsonify(jobs.job_view(Job.get_by_id(job.id), detail=True))
+    resp.status_code = 201
+    resp.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return resp
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid", f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "invalid", f"{name} must be between {lo} and {hi}")
+    return value
+
+
+@bp.get("/jobs")
+def list_jobs() -> Any:
+    state = request.args.get("state")
+    if state is not None and state not in {s.value for s in JobState}:
+        allowed = ", ".join(s.value for s in JobState)
+        raise ApiError(400, "invalid", f"state must be one of {allowed}")
+    limit = _int_arg("limit", 50, 1, jobs.MAX_LIST)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    rows = jobs.visible_jobs(limit, state, offset)
+    positions = jobs.queue_positions()
+    return jsonify({"jobs": [jobs.job_view(j, positions=positions) for j in rows]})
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Any:
+    return jsonify(jobs.job_view(jobs.load_job(job_id), detail=True))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> Any:
+    job = jobs.load_job(job_id)
+    if JobState(job.state).terminal:
+        raise ApiError(409, "conflict", f"job {job.id} already ended ({job.state})")
+    from dispatcher import queue
+
+    try:
+        queue.cancel(job.id, g.user.name)
+    except RaasError as e:  # it ended between our read and the queue's update
+        raise ApiError(409, "conflict", str(e)) from None
+    return jsonify(jobs.job_view(Job.get_by_id(job.id), detail=True)), 202
+
+
+@bp.get("/jobs/<job_id>/results")
+def list_results(job_id: str) -> Any:
+    job = jobs.load_job(job_id)
+    files = [f | {"url": f"/api/v1/jobs/{job.id}/results/{f['name']}"}
+             for f in jobs.result_files(job)]
+    return jsonify({"job_id": job.id, "state": job.state, "files": files})
+
+
+@bp.get("/jobs/<job_id>/results/<name>")
+def get_result(job_id: str, name: str) -> Any:
+    job = jobs.load_job(job_id)
+    data, ctype = jobs.result_bytes(job, name)
+    disposition = "inline" if name == "plot.png" else "attachment"
+    return Response(data, content_type=ctype, headers={
+        "Content-Disposition": f'{disposition}; filename="{job.id}-{name}"',
+        "Cache-Control": "private, max-age=60"})
+
+
+@bp.get("/nodes")
+def list_nodes() -> Any:
+    return jsonify({"nodes": jobs.node_views(), "live": jobs.hub().connected})

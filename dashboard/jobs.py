@@ -1,0 +1,168 @@
+"""Read-side helpers shared by pages and the API: access checks, job/node views, result files."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import abort, current_app, g
+
+from dispatcher.models import Job, Node, Owner, SelfTest
+from gym_raas_mqtt import protocol
+from gym_raas_mqtt.errors import ProtocolError
+from gym_raas_mqtt.protocol import JobState
+
+RESULT_FILES = ("summary.json", "telemetry.csv", "stdout.log", "plot.png")
+CONTENT_TYPES = {"summary.json": "application/json", "telemetry.csv": "text/csv",
+                 "stdout.log": "text/plain; charset=utf-8", "plot.png": "image/png"}
+MAX_LIST = 500
+_store_lock = threading.Lock()
+
+
+def store() -> Any:
+    """The app's object store (opened on first use)."""
+    ext = current_app.extensions
+    if "raas_store" not in ext:
+        with _store_lock:
+            if "raas_store" not in ext:
+                from gym_raas_mqtt.storage import open_store
+
+                ext["raas_store"] = open_store(ext["raas_config"].store_url)
+    return ext["raas_store"]
+
+
+def hub() -> Any:
+    return current_app.extensions["raas_hub"]
+
+
+def user() -> Owner:
+    """The logged-in user (the caller has checked there is one)."""
+    return g.user
+
+
+def load_job(job_id: str) -> Job:
+    """The job if the current user may see it; 404 unknown, 403 someone else's (not admin)."""
+    try:
+        protocol.check_id(job_id, "job id")
+    except ProtocolError:
+        abort(404, description=f"no job {job_id[:80]!r}")
+    job = Job.get_or_none(Job.id == job_id)
+    if job is None:
+        abort(404, description=f"no job {job_id!r}")
+    if job.owner_id != g.user.name and not g.user.is_admin:
+        abort(403, description="this job belongs to another user")
+    return job
+
+
+def queue_position(job: Job) -> int | None:
+    """1-based position among queued jobs (None unless queued)."""
+    if job.state != JobState.QUEUED.value:
+        return None
+    from dispatcher import queue
+
+    return queue.queue_position(job.id)
+
+
+def queue_positions() -> dict[str, int]:
+    """Positions of every queued job in one query (for lists)."""
+    from dispatcher import queue
+
+    return queue.queue_positions()
+
+
+def job_view(job: Job, *, detail: bool = False,
+             positions: dict[str, int] | None = None) -> dict[str, Any]:
+    """A job as JSON-ready data (the API schema ``Job``); ``positions`` from
+    :func:`queue_positions` saves a query per job in lists."""
+    out: dict[str, Any] = {
+        "id": job.id, "owner": job.owner_id, "state": job.state,
+        "source": {"kind": job.source_kind, "url": job.source_url, "ref": job.source_ref,
+                   "archive_key": job.archive_key},
+        "time_limit_s": job.time_limit_s, "submitted_at": job.submitted_at,
+        "started_at": job.started_at, "finished_at": job.finished_at,
+        "node_id": job.node_id, "attempts": job.attempts, "commit_sha": job.commit_sha,
+        "reason": job.reason, "cancel_requested": job.cancel_requested,
+        "queue_position": (positions.get(job.id) if positions is not None
+                           else queue_position(job)),
+        "terminal": JobState(job.state).terminal,
+    }
+    if detail:
+        out["summary"] = job.summary
+        out["live"] = hub().live_progress(job.id)
+    return out
+
+
+def visible_jobs(limit: int = 100, state: str | None = None, offset: int = 0) -> list[Job]:
+    """The current user's jobs (an admin's: everyone's), newest first."""
+    q = Job.select()
+    if not g.user.is_admin:
+        q = q.where(Job.owner == g.user.name)
+    if state:
+        q = q.where(Job.state == state)
+    return list(q.order_by(Job.submitted_at.desc()).offset(offset).limit(min(limit, MAX_LIST)))
+
+
+def result_prefix(job: Job) -> str:
+    from gym_raas_mqtt.results import result_prefix as prefix
+
+    key = job.result_key or prefix(job.id)
+    return key if key.endswith("/") else key + "/"
+
+
+def result_files(job: Job) -> list[dict[str, Any]]:
+    """The files of the job's result bundle: ``[{name, size}]`` (empty before results exist)."""
+    s = store()
+    prefix = result_prefix(job)
+    out = []
+    for key in s.list(prefix):
+        name = key[len(prefix):]
+        if "/" in name:
+            continue
+        out.append({"name": name, "size": s.size(key)})
+    return out
+
+
+def result_bytes(job: Job, name: str) -> tuple[bytes, str]:
+    """The content and content type of one bundle file; 404 if it is not there."""
+    from gym_raas_mqtt.storage import ObjectNotFound, StorageError
+
+    if "/" in name or name.startswith(".") or len(name) > 128:
+        abort(404, description=f"no result file {name[:80]!r}")
+    try:
+        data = store().get_bytes(result_prefix(job) + name)
+    except (ObjectNotFound, StorageError):
+        abort(404, description=f"job {job.id} has no result file {name!r} (yet)")
+    return data, CONTENT_TYPES.get(name, "application/octet-stream")
+
+
+def node_views() -> list[dict[str, Any]]:
+    """Every node: the dispatcher's row, overlaid with the live retained state/meta the
+    dashboard's subscriber has seen, and the last self-tests."""
+    live = hub().node_snapshot()
+    rows = {n.id: n for n in Node.select().order_by(Node.id)}
+    out = []
+    for node_id in sorted(set(rows) | set(live)):
+        n = rows.get(node_id)
+        lv = live.get(node_id, {})
+        st, meta = lv.get("state") or {}, lv.get("meta") or {}
+        tests = []
+        if n is not None:
+            tests = [{"at": t.at, "ok": t.ok, "details": t.details} for t in
+                     SelfTest.select().where(SelfTest.node == node_id)
+                     .order_by(SelfTest.at.desc()).limit(10)]
+        out.append({
+            "id": node_id,
+            "state": st.get("state") or (n.state if n else None),
+            "current_job": st.get("job_id") if st else (n.current_job if n else None),
+            "reason": st.get("reason"),
+            "last_seen": max(filter(None, [st.get("ts"), n.last_seen if n else None]),
+                             default=None),
+            "run_hours": round((n.run_seconds if n else 0.0) / 3600.0, 3),
+            "backend": meta.get("backend") or (n.backend if n else None),
+            "software_version": meta.get("software_version") or (n.software_version if n else None),
+            "calibration_id": meta.get("calibration_id") or (n.calibration_id if n else None),
+            "image_digest": meta.get("image_digest") or (n.image_digest if n else None),
+            "draining": bool(n.draining) if n else False,
+            "selftests": tests,
+        })
+    return out

@@ -1,0 +1,218 @@
+"""The OpenAPI 3.0 document of the JSON API (served at ``/api/v1/openapi.json``), written by hand.
+
+Kept next to :mod:`dashboard.api`; ``tests/dashboard/test_openapi.py`` validates it with
+openapi-spec-validator and fuzzes every operation against it with schemathesis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gym_raas_mqtt import __version__
+from gym_raas_mqtt.protocol import ID_PATTERN, JobState, NodeStatus
+
+_STATES = [s.value for s in JobState]
+_ID = {"type": "string", "pattern": ID_PATTERN.pattern}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    """References to the shared error responses for ``codes`` (plus a default)."""
+    out: dict[str, Any] = {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
+    out["default"] = {"$ref": "#/components/responses/Error"}
+    return out
+
+
+def _job_id_param() -> dict[str, Any]:
+    return {"name": "job_id", "in": "path", "required": True, "schema": _ID,
+            "description": "job id (16 hex characters for new jobs)"}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.0.3 document as a dict."""
+    responses = {f"E{c}": _json(_ref("Error"), d)
+                 for c, d in {400: "invalid input", 401: "not logged in",
+                              403: "the job belongs to another user", 404: "not found",
+                              409: "conflict with the job's state", 413: "upload too large",
+                              415: "unsupported media type", 503: "unavailable"}.items()}
+    responses["Error"] = _json(_ref("Error"), "an error")
+    schemas: dict[str, Any] = {
+        "Error": {"type": "object", "required": ["error", "reason"], "properties": {
+            "error": {"type": "string", "description": "machine-readable kind"},
+            "reason": {"type": "string", "description": "what was wrong, for humans"},
+            "field": {"type": "string", "nullable": True,
+                      "description": "the submission field at fault"}}},
+        "Source": {"type": "object", "required": ["kind"], "properties": {
+            "kind": {"type": "string", "enum": ["git", "archive"]},
+            "url": {"type": "string", "nullable": True},
+            "ref": {"type": "string", "nullable": True},
+            "archive_key": {"type": "string", "nullable": True}}},
+        "Job": {"type": "object", "required": ["id", "owner", "state", "source", "time_limit_s",
+                                               "submitted_at", "terminal"], "properties": {
+            "id": _ID, "owner": {"type": "string"},
+            "state": {"type": "string", "enum": _STATES},
+            "terminal": {"type": "boolean", "description": "the state is final"},
+            "source": _ref("Source"),
+            "time_limit_s": {"type": "number", "description": "wall-clock limit [s]"},
+            "submitted_at": {"type": "number", "description": "s since the epoch"},
+            "started_at": {"type": "number", "nullable": True},
+            "finished_at": {"type": "number", "nullable": True},
+            "node_id": {"type": "string", "nullable": True},
+            "attempts": {"type": "integer"},
+            "commit_sha": {"type": "string", "nullable": True,
+                           "description": "the commit that ran (pinned at clone time)"},
+            "reason": {"type": "string", "nullable": True},
+            "cancel_requested": {"type": "boolean"},
+            "queue_position": {"type": "integer", "nullable": True,
+                               "description": "1-based position while queued"},
+            "summary": {"type": "object", "nullable": True, "additionalProperties": True,
+                        "description": "summary.json of the result bundle"},
+            "live": {"type": "object", "nullable": True, "description":
+                     "latest live telemetry seen: episode_id, step, episode_reward, theta [rad]",
+                     "additionalProperties": True}}},
+        "JobList": {"type": "object", "required": ["jobs"], "properties": {
+            "jobs": {"type": "array", "items": _ref("Job")}}},
+        "GitSubmission": {"type": "object", "required": ["url"], "additionalProperties": False,
+                          "properties": {
+            "url": {"type": "string", "maxLength": 2048, "description":
+                    "https://, ssh://, git://, file:// URL or git@host:path"},
+            "ref": {"type": "string", "nullable": True, "maxLength": 200,
+                    "description": "branch, tag or commit; default branch when absent"},
+            "time_limit_s": {"type": "number", "nullable": True,
+                             "description": "wall-clock limit [s] within the server's bounds"}}},
+        "ArchiveSubmission": {"type": "object", "required": ["archive"], "properties": {
+            "archive": {"type": "string", "format": "binary",
+                        "description": ".tar.gz/.tgz/.zip with run.py at its root"},
+            "time_limit_s": {"type": "string", "description": "wall-clock limit [s]"}}},
+        "ResultFile": {"type": "object", "required": ["name", "size", "url"], "properties": {
+            "name": {"type": "string"}, "size": {"type": "integer"}, "url": {"type": "string"}}},
+        "ResultList": {"type": "object", "required": ["job_id", "files"], "properties": {
+            "job_id": _ID, "state": {"type": "string", "enum": _STATES},
+            "files": {"type": "array", "items": _ref("ResultFile")}}},
+        "Node": {"type": "object", "required": ["id"], "properties": {
+            "id": {"type": "string"},
+            "state": {"type": "string", "nullable": True,
+                      "enum": [s.value for s in NodeStatus] + [None]},
+            "current_job": {"type": "string", "nullable": True},
+            "reason": {"type": "string", "nullable": True},
+            "last_seen": {"type": "number", "nullable": True},
+            "run_hours": {"type": "number"},
+            "backend": {"type": "string", "nullable": True},
+            "software_version": {"type": "string", "nullable": True},
+            "calibration_id": {"type": "string", "nullable": True},
+            "image_digest": {"type": "string", "nullable": True},
+            "draining": {"type": "boolean"},
+            "selftests": {"type": "array", "items": {"type": "object", "properties": {
+                "at": {"type": "number"}, "ok": {"type": "boolean"},
+                "details": {"type": "object", "nullable": True, "additionalProperties": True}}}}}},
+        "NodeList": {"type": "object", "required": ["nodes"], "properties": {
+            "nodes": {"type": "array", "items": _ref("Node")},
+            "live": {"type": "boolean",
+                     "description": "the dashboard is connected to the broker"}}},
+        "Broker": {"type": "object", "properties": {
+            "url": {"type": "string", "nullable": True},
+            "host": {"type": "string", "nullable": True},
+            "port": {"type": "integer", "nullable": True}, "username": {"type": "string"},
+            "topic_filter": {"type": "string"}, "credentials_available": {"type": "boolean"},
+            "password": {"type": "string", "description": "only in the credentials response"}}},
+        "Me": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "is_admin": {"type": "boolean"},
+            "max_running": {"type": "integer"}, "broker": _ref("Broker")}},
+        "TokenRequest": {"type": "object", "required": ["username", "password"], "properties": {
+            "username": {"type": "string"}, "password": {"type": "string"},
+            "name": {"type": "string", "maxLength": 64}}},
+        "Token": {"type": "object", "required": ["token", "user"], "properties": {
+            "token": {"type": "string"}, "user": {"type": "string"}}},
+    }
+    jid = _job_id_param()
+    paths: dict[str, Any] = {
+        "/tokens": {"post": {
+            "operationId": "createToken", "security": [], "tags": ["account"],
+            "summary": "Exchange user name and password for an API token (raas login)",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _ref("TokenRequest")}}},
+            "responses": {"201": _json(_ref("Token"), "the new token (shown once)"),
+                          **_errors(400, 401, 415)}}},
+        "/me": {"get": {
+            "operationId": "getMe", "tags": ["account"], "summary": "The logged-in user",
+            "responses": {"200": _json(_ref("Me"), "the user"), **_errors(401)}}},
+        "/me/broker-credentials": {"post": {
+            "operationId": "issueBrokerCredentials", "tags": ["account"],
+            "summary": "Create or refresh your read-only login to your job topics on the broker",
+            "responses": {"200": _json(_ref("Broker"), "address, user name, password"),
+                          **_errors(401, 503)}}},
+        "/jobs": {
+            "get": {"operationId": "listJobs", "tags": ["jobs"],
+                    "summary": "Your jobs (admins: everyone's), newest first",
+                    "parameters": [
+                        {"name": "state", "in": "query", "schema": {"type": "string",
+                                                                    "enum": _STATES}},
+                        {"name": "limit", "in": "query", "schema": {
+                            "type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                        {"name": "offset", "in": "query", "schema": {
+                            "type": "integer", "minimum": 0, "default": 0}}],
+                    "responses": {"200": _json(_ref("JobList"), "the jobs"),
+                                  **_errors(400, 401)}},
+            "post": {"operationId": "submitJob", "tags": ["jobs"],
+                     "summary": "Submit a git repository (JSON) or an archive (multipart)",
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": _ref("GitSubmission")},
+                         "multipart/form-data": {"schema": _ref("ArchiveSubmission")}}},
+                     "responses": {"201": _json(_ref("Job"), "the queued job"),
+                                   **_errors(400, 401, 413, 415)}}},
+        "/jobs/{job_id}": {"get": {
+            "operationId": "getJob", "tags": ["jobs"], "parameters": [jid],
+            "summary": "One job, with its result summary and live progress",
+            "responses": {"200": _json(_ref("Job"), "the job"), **_errors(401, 403, 404)}}},
+        "/jobs/{job_id}/cancel": {"post": {
+            "operationId": "cancelJob", "tags": ["jobs"], "parameters": [jid],
+            "summary": "Cancel a queued or running job",
+            "responses": {"202": _json(_ref("Job"), "cancel accepted (running jobs stop shortly)"),
+                          **_errors(401, 403, 404, 409)}}},
+        "/jobs/{job_id}/results": {"get": {
+            "operationId": "listResults", "tags": ["results"], "parameters": [jid],
+            "summary": "Files of the job's result bundle (empty until it ends)",
+            "responses": {"200": _json(_ref("ResultList"), "the files"),
+                          **_errors(401, 403, 404)}}},
+        "/jobs/{job_id}/results/{name}": {"get": {
+            "operationId": "getResult", "tags": ["results"],
+            "parameters": [jid, {"name": "name", "in": "path", "required": True,
+                                 "schema": {"type": "string"}, "description":
+                                 "summary.json, telemetry.csv, stdout.log or plot.png"}],
+            "summary": "Download one result file",
+            "responses": {"200": {"description": "the file", "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                **_errors(401, 403, 404)}}},
+        "/nodes": {"get": {
+            "operationId": "listNodes", "tags": ["fleet"],
+            "summary": "Every node: live state from retained messages, run hours, self-tests",
+            "responses": {"200": _json(_ref("NodeList"), "the fleet"), **_errors(401)}}},
+        "/openapi.json": {"get": {
+            "operationId": "getOpenApi", "security": [], "tags": ["meta"],
+            "summary": "This document",
+            "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "RaaS-MQTT dashboard API", "version": __version__, "description":
+                 "Submit controllers, follow jobs, download results. Authenticate with "
+                 "`Authorization: Bearer <token>` (get one with `raas login` or on the account "
+                 "page). Errors are `{error, reason}` with a 4xx status. Live updates: "
+                 "`GET /stream?job=<id>` (server-sent events: state, telemetry, log)."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": schemas, "responses": responses},
+        "paths": paths,
+    }

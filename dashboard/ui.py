@@ -1,0 +1,107 @@
+"""Server-rendered pages: submit, jobs list, job page, fleet."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+
+from dashboard import jobs
+from dashboard.auth import login_required
+from dashboard.submission import SubmissionError, archive_source, check_time_limit, git_source
+from dashboard.submission import submit as submit_job
+from gym_raas_mqtt.errors import RaasError
+from gym_raas_mqtt.protocol import JobState
+
+bp = Blueprint("ui", __name__)
+LOG_PREVIEW_BYTES = 64 * 1024  # of stdout.log shown on a finished job's page
+
+
+@bp.app_template_filter("ts")
+def format_ts(value: float | None) -> str:
+    """Epoch seconds as ``YYYY-MM-DD HH:MM:SS UTC`` (the page's script shows local time)."""
+    if not value:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+
+
+@bp.get("/")
+def index() -> Any:
+    return redirect(url_for("ui.jobs_page"))
+
+
+@bp.route("/submit", methods=["GET", "POST"])
+@login_required
+def submit_page() -> Any:
+    limits = current_app.extensions["raas_limits"]
+    form = {"mode": "git", "url": "", "ref": "", "time_limit_s": ""}
+    if request.method == "POST":
+        form.update({k: request.form.get(k, "")[:2048] for k in form})
+        try:
+            time_limit = check_time_limit(form["time_limit_s"], limits)
+            if form["mode"] == "archive":
+                upload = request.files.get("archive")
+                if upload is None or not upload.filename:
+                    raise SubmissionError("choose a .tar.gz or .zip file to upload",
+                                          field="archive")
+                data = upload.stream.read(limits.max_upload_bytes + 1)
+                source = archive_source(jobs.store(), g.user.name, upload.filename, data, limits)
+            else:
+                source = git_source(form["url"], form["ref"])
+            job = submit_job(g.user.name, source, time_limit)
+        except SubmissionError as e:
+            return render_template("submit.html", form=form, error=str(e), field=e.field,
+                                   limits=limits), e.status
+        except RaasError as e:
+            return render_template("submit.html", form=form, error=str(e), field=None,
+                                   limits=limits), 400
+        flash(f"Job {job.id} submitted.")
+        return redirect(url_for("ui.job_page", job_id=job.id))
+    return render_template("submit.html", form=form, error=None, field=None, limits=limits)
+
+
+@bp.get("/jobs")
+@login_required
+def jobs_page() -> Any:
+    positions = jobs.queue_positions()
+    rows = [jobs.job_view(j, positions=positions) for j in jobs.visible_jobs(100)]
+    return render_template("jobs.html", jobs=rows)
+
+
+@bp.get("/jobs/<job_id>")
+@login_required
+def job_page(job_id: str) -> Any:
+    job = jobs.load_job(job_id)
+    view = jobs.job_view(job, detail=True)
+    files = jobs.result_files(job) if JobState(job.state).terminal else []
+    log_text, truncated = None, False
+    if any(f["name"] == "stdout.log" for f in files):
+        data, _ = jobs.result_bytes(job, "stdout.log")
+        truncated = len(data) > LOG_PREVIEW_BYTES
+        log_text = data[:LOG_PREVIEW_BYTES].decode("utf-8", "replace")
+    return render_template("job.html", job=view, files=files, log_text=log_text,
+                           log_truncated=truncated, log_limit=LOG_PREVIEW_BYTES)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@login_required
+def cancel(job_id: str) -> Any:
+    job = jobs.load_job(job_id)
+    if JobState(job.state).terminal:
+        flash(f"Job {job.id} already ended ({job.state}).")
+    else:
+        from dispatcher import queue
+
+        try:
+            queue.cancel(job.id, g.user.name)
+            flash(f"Cancel requested for job {job.id}.")
+        except RaasError as e:
+            flash(f"Could not cancel: {e}")
+    return redirect(url_for("ui.job_page", job_id=job.id))
+
+
+@bp.get("/fleet")
+@login_required
+def fleet_page() -> Any:
+    return render_template("fleet.html", nodes=jobs.node_views(), live=jobs.hub().connected)

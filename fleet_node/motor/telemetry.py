@@ -1,0 +1,134 @@
+"""Per-step telemetry of a job: the CSV file the result bundle is built from, and live batches.
+
+The motor node records every step it serves while a job is bound (never the user's code): one CSV
+row per step in ``${RAAS_DATA_DIR}/telemetry/<job_id>.csv`` with the columns
+:data:`gym_raas_mqtt.protocol.TELEMETRY_COLUMNS` plus ``episode_id``, and a
+:class:`~gym_raas_mqtt.protocol.TelemetryBatch` every ``batch`` steps for live display.
+Floats are written with ``repr`` so :func:`read_telemetry` gives back the exact float64 values.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from gym_raas_mqtt.protocol import TELEMETRY_COLUMNS, TelemetryBatch, check_id
+
+log = logging.getLogger(__name__)
+
+FILE_COLUMNS = TELEMETRY_COLUMNS + ("episode_id",)
+"""Header of a telemetry file, in order."""
+_INT_COLUMNS = {"seq", "episode_id"}
+_BOOL_COLUMNS = {"deadline_miss"}
+
+Row = tuple[int, float, float, float, float, float, float, bool]
+"""One step: seq, t [s], θ [rad], θ̇ [rad/s], desired u, applied u, reward, deadline miss."""
+
+
+def telemetry_path(data_dir: Path, job_id: str) -> Path:
+    """Where the telemetry of ``job_id`` is written (``<data_dir>/telemetry/<job_id>.csv``)."""
+    return Path(data_dir) / "telemetry" / f"{check_id(job_id, 'job_id')}.csv"
+
+
+class TelemetryRecorder:
+    """Writes one job's steps to its file and hands out batches; owned by the control loop thread.
+
+    Args:
+        path: the CSV file; appended to if it exists (a restarted motor node keeps the rows).
+        job_id, owner, node_id: identify the job (the batch topic needs the owner).
+        publish: called with each full :class:`TelemetryBatch` (must not block).
+        batch: rows per batch and per file flush.
+    """
+
+    def __init__(self, path: Path, job_id: str, owner: str, node_id: str,
+                 publish: Callable[[TelemetryBatch], None], batch: int = 10) -> None:
+        self.path = Path(path)
+        self.job_id = job_id
+        self.owner = owner
+        self.node_id = node_id
+        self._publish = publish
+        self._batch = batch
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", newline="")
+        self._csv = csv.writer(self._file)
+        if new:
+            self._csv.writerow(FILE_COLUMNS)
+            self._file.flush()
+        self._rows: list[Row] = []
+        self._episode: int | None = None
+        self.rows_written = 0
+
+    def record(self, episode_id: int, row: Row) -> None:
+        """Add one step; a full batch (or a new episode) flushes the file and publishes."""
+        if self._episode is not None and episode_id != self._episode:
+            self.flush()
+        self._episode = episode_id
+        self._rows.append(row)
+        if len(self._rows) >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write and publish what is buffered (no-op when empty)."""
+        rows, self._rows = self._rows, []
+        if not rows:
+            return
+        ep = self._episode or 0
+        self._csv.writerows([(*(repr(v) if isinstance(v, float) else v for v in r[:7]),
+                              int(r[7]), ep) for r in rows])
+        self._file.flush()
+        self.rows_written += len(rows)
+        cols = list(zip(*rows))
+        try:
+            self._publish(TelemetryBatch(
+                job_id=self.job_id, node_id=self.node_id, episode_id=ep,
+                seq=cols[0], t=cols[1], theta=cols[2], theta_dot=cols[3], u_desired=cols[4],
+                u_applied=cols[5], reward=cols[6], deadline_miss=tuple(bool(x) for x in cols[7])))
+        except Exception:  # live telemetry is best effort; the file is the record
+            log.exception("telemetry batch for job %s not published", self.job_id)
+
+    def close(self) -> None:
+        """Flush and close the file; idempotent."""
+        if self._file.closed:
+            return
+        self.flush()
+        self._file.close()
+
+
+def read_telemetry(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a telemetry file written by :class:`TelemetryRecorder`.
+
+    Returns:
+        One array per column of :data:`FILE_COLUMNS`, all of length N (rows): ``seq`` and
+        ``episode_id`` int64, ``deadline_miss`` bool, the rest float64 (exact values).
+
+    Raises:
+        ValueError: the header is not :data:`FILE_COLUMNS` or a row is malformed.
+        OSError: the file cannot be read.
+    """
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(header) != FILE_COLUMNS:
+            raise ValueError(f"{path}: header {header!r} is not {FILE_COLUMNS!r}")
+        columns: list[list[str]] = [[] for _ in FILE_COLUMNS]
+        for lineno, row in enumerate(reader, start=2):
+            if len(row) != len(FILE_COLUMNS):
+                raise ValueError(f"{path}:{lineno}: expected {len(FILE_COLUMNS)} fields")
+            for col, value in zip(columns, row):
+                col.append(value)
+    out: dict[str, np.ndarray] = {}
+    for name, values in zip(FILE_COLUMNS, columns):
+        if name in _INT_COLUMNS:
+            out[name] = np.array([int(v) for v in values], dtype=np.int64)
+        elif name in _BOOL_COLUMNS:
+            if any(v not in ("0", "1") for v in values):
+                raise ValueError(f"{path}: {name} must be 0 or 1")
+            out[name] = np.array([v == "1" for v in values], dtype=bool)
+        else:
+            out[name] = np.array([float(v) for v in values], dtype=np.float64)
+    return out

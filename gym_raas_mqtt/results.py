@@ -1,0 +1,418 @@
+"""The result bundle of a job execution: its layout, how it is built, and how it is read back.
+
+A bundle is the folder (or object-store prefix) ``results/<job_id>/`` holding:
+
+==================  ==========================================================================
+``summary.json``    outcome and key numbers (see :func:`build_summary`); schema ``SUMMARY_SCHEMA``
+``telemetry.csv``   per-step samples recorded by the **motor node** (never by user code): columns
+                    ``episode_id`` (optional) + :data:`~gym_raas_mqtt.protocol.TELEMETRY_COLUMNS`
+``stdout.log``      the job's stdout/stderr as captured by the node (capped)
+``plot.png``        θ, θ̇, desired/applied action and reward against time (server extras only)
+==================  ==========================================================================
+
+Researchers load a downloaded bundle with :func:`load_summary` and :func:`load_telemetry`; the
+dashboard and the demo use :func:`summarize_telemetry`. Only numpy is needed to read; matplotlib
+(Agg backend) is imported only by :func:`render_plot`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from gym_raas_mqtt.errors import RaasError
+from gym_raas_mqtt.protocol import TELEMETRY_COLUMNS, check_id
+
+SUMMARY_SCHEMA = 1
+SUMMARY_FILE = "summary.json"
+TELEMETRY_FILE = "telemetry.csv"
+STDOUT_FILE = "stdout.log"
+PLOT_FILE = "plot.png"
+UPRIGHT_RAD = 0.3
+"""|θ| below which the pendulum counts as upright for ``seconds_upright`` (rad)."""
+DEFAULT_DT_S = 0.05
+"""Control period assumed when the telemetry has too few samples to measure it (s)."""
+MAX_TELEMETRY_ROWS = 2_000_000
+"""Rows read at most from a telemetry file (a 120 s job at 20 Hz has 2 400)."""
+
+
+class ResultError(RaasError):
+    """A bundle or telemetry file is missing or malformed."""
+
+
+def result_prefix(job_id: str) -> str:
+    """Object-store prefix of a job's bundle: ``results/<job_id>/``.
+
+    Raises:
+        ProtocolError: ``job_id`` is not a valid id.
+    """
+    return f"results/{check_id(job_id, 'job_id')}/"
+
+
+# ------------------------------------------------------------------------------------------------
+# Telemetry
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Telemetry:
+    """Per-step telemetry as column arrays of equal length N.
+
+    Attributes:
+        episode_id: int64 (N,); inferred from ``seq`` restarts when the file has no such column.
+        seq: int64 (N,) step number within the episode.
+        t: float64 (N,) s since the episode started (motor clock).
+        theta: float64 (N,) rad, 0 = upright, unwrapped.
+        theta_dot: float64 (N,) rad/s.
+        u_desired: float64 (N,) action asked for by the controller (N·m-equivalent).
+        u_applied: float64 (N,) action the motor got after clamping and safety.
+        reward: float64 (N,).
+        deadline_miss: bool (N,) the control tick missed its deadline.
+    """
+
+    episode_id: np.ndarray
+    seq: np.ndarray
+    t: np.ndarray
+    theta: np.ndarray
+    theta_dot: np.ndarray
+    u_desired: np.ndarray
+    u_applied: np.ndarray
+    reward: np.ndarray
+    deadline_miss: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @classmethod
+    def empty(cls) -> "Telemetry":
+        i, f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return cls(i, i, f, f, f, f, f, f, np.zeros(0, bool))
+
+
+def _parse_bool(s: str) -> bool:
+    return s.strip().lower() in ("1", "true", "yes")
+
+
+def read_telemetry_csv(path: str | Path) -> Telemetry:
+    """Read a telemetry CSV with a header row (extra columns are ignored).
+
+    Raises:
+        ResultError: the file is missing, lacks a column, or has a malformed row.
+    """
+    path = Path(path)
+    try:
+        f = open(path, newline="")
+    except OSError as e:
+        raise ResultError(f"cannot read telemetry {path}: {e}") from e
+    with f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in TELEMETRY_COLUMNS if c not in header]
+        if missing:
+            raise ResultError(f"{path}: telemetry lacks column(s) {missing}")
+        has_episode = "episode_id" in header
+        cols: dict[str, list[Any]] = {c: [] for c in ("episode_id",) + TELEMETRY_COLUMNS}
+        for n, row in enumerate(reader, start=2):
+            if n > MAX_TELEMETRY_ROWS + 1:
+                raise ResultError(f"{path}: more than {MAX_TELEMETRY_ROWS} rows")
+            try:
+                cols["episode_id"].append(int(row["episode_id"]) if has_episode else 0)
+                cols["seq"].append(int(row["seq"]))
+                for c in ("t", "theta", "theta_dot", "u_desired", "u_applied", "reward"):
+                    cols[c].append(float(row[c]))
+                cols["deadline_miss"].append(_parse_bool(row["deadline_miss"]))
+            except (TypeError, ValueError) as e:
+                raise ResultError(f"{path}:{n}: malformed telemetry row ({e})") from None
+    seq = np.asarray(cols["seq"], np.int64)
+    episode = np.asarray(cols["episode_id"], np.int64)
+    if not has_episode and len(seq):
+        # A new episode starts wherever the step number goes back.
+        episode = np.concatenate([[1], 1 + np.cumsum(np.diff(seq) <= 0)]).astype(np.int64)
+    return Telemetry(
+        episode_id=episode, seq=seq,
+        **{c: np.asarray(cols[c], np.float64)
+           for c in ("t", "theta", "theta_dot", "u_desired", "u_applied", "reward")},
+        deadline_miss=np.asarray(cols["deadline_miss"], bool),
+    )
+
+
+def wrap_angle(theta: np.ndarray) -> np.ndarray:
+    """θ normalised to [-π, π) (rad), element-wise."""
+    return (np.asarray(theta) + np.pi) % (2 * np.pi) - np.pi
+
+
+def _episode_slices(tel: Telemetry) -> list[tuple[int, slice]]:
+    if len(tel) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(tel.episode_id) != 0) + 1
+    bounds = np.concatenate([[0], cuts, [len(tel)]])
+    return [(int(tel.episode_id[a]), slice(int(a), int(b))) for a, b in zip(bounds, bounds[1:])]
+
+
+def control_period(tel: Telemetry) -> float:
+    """The median interval between consecutive samples within episodes (s)."""
+    diffs = [np.diff(tel.t[s]) for _, s in _episode_slices(tel)]
+    diffs = [d for d in diffs if len(d)]
+    if not diffs:
+        return DEFAULT_DT_S
+    dt = float(np.median(np.concatenate(diffs)))
+    return dt if dt > 0 and math.isfinite(dt) else DEFAULT_DT_S
+
+
+def longest_upright_s(t: np.ndarray, theta: np.ndarray, dt: float,
+                      threshold_rad: float = UPRIGHT_RAD) -> float:
+    """Longest continuous time with |wrap(θ)| < ``threshold_rad`` within one episode (s).
+
+    A run of samples ``i..j`` counts ``t[j] - t[i] + dt`` seconds (each sample stands for one
+    control period), so one upright sample is worth ``dt``.
+    """
+    up = np.abs(wrap_angle(theta)) < threshold_rad
+    best, start = 0.0, None
+    for i, flag in enumerate(up):
+        if flag and start is None:
+            start = i
+        if start is not None and (not flag or i == len(up) - 1):
+            end = i if flag else i - 1
+            best = max(best, float(t[end] - t[start]) + dt)
+            start = None
+    return best
+
+
+def summarize_telemetry(tel: Telemetry) -> dict[str, Any]:
+    """Key numbers of a telemetry record.
+
+    Returns:
+        ``{"return": Σ reward, "steps", "episodes", "deadline_misses", "seconds_upright"`` (the
+        longest continuous |θ| < :data:`UPRIGHT_RAD` of any episode, s), ``"control_period_s"``,
+        ``"max_abs_u_applied"``, ``"per_episode": [{episode_id, steps, return, seconds_upright}]}``.
+    """
+    dt = control_period(tel)
+    per_episode = []
+    for episode_id, s in _episode_slices(tel):
+        per_episode.append({
+            "episode_id": episode_id,
+            "steps": int(s.stop - s.start),
+            "return": float(np.sum(tel.reward[s])),
+            "seconds_upright": round(longest_upright_s(tel.t[s], tel.theta[s], dt), 6),
+        })
+    return {
+        "return": float(np.sum(tel.reward)) if len(tel) else 0.0,
+        "steps": len(tel),
+        "episodes": len(per_episode),
+        "deadline_misses": int(np.sum(tel.deadline_miss)),
+        "seconds_upright": max((e["seconds_upright"] for e in per_episode), default=0.0),
+        "control_period_s": round(dt, 6),
+        "max_abs_u_applied": float(np.max(np.abs(tel.u_applied))) if len(tel) else 0.0,
+        "per_episode": per_episode[:1000],
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Building a bundle
+# ------------------------------------------------------------------------------------------------
+def build_summary(*, job_id: str, owner: str, node_id: str, state: str, reason: str | None,
+                  telemetry: Telemetry, execution: int = 1, duration_s: float | None = None,
+                  time_limit_s: float | None = None, started_at: float | None = None,
+                  finished_at: float | None = None, commit_sha: str | None = None,
+                  image_digest: str | None = None, calibration_id: str | None = None,
+                  exit_code: int | None = None, output_truncated: bool = False,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``summary.json``: the job's identity and outcome plus
+    :func:`summarize_telemetry`'s numbers. Times in s since the epoch; durations in s."""
+    summary: dict[str, Any] = {
+        "schema": SUMMARY_SCHEMA,
+        "job_id": job_id, "owner": owner, "node_id": node_id, "execution": execution,
+        "state": state, "reason": reason,
+        "commit_sha": commit_sha, "image_digest": image_digest, "calibration_id": calibration_id,
+        "time_limit_s": time_limit_s, "duration_s": duration_s,
+        "started_at": started_at, "finished_at": finished_at,
+        "exit_code": exit_code, "output_truncated": output_truncated,
+    }
+    summary.update(summarize_telemetry(telemetry))
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+def build_bundle(out_dir: str | Path, *, telemetry_path: str | Path | None,
+                 stdout_path: str | Path | None, plot: bool = True,
+                 **summary_fields: Any) -> dict[str, Any]:
+    """Write a bundle folder: summary.json, telemetry.csv, stdout.log and (if possible) plot.png.
+
+    Args:
+        out_dir: the bundle folder (created; existing files are replaced).
+        telemetry_path: the motor node's CSV for this job, or None when nothing was recorded.
+        stdout_path: the captured output, or None.
+        plot: render plot.png (skipped with a note in the summary if matplotlib is missing).
+        **summary_fields: keyword arguments of :func:`build_summary` except ``telemetry``.
+
+    Returns:
+        The summary written. A malformed telemetry file does not stop the bundle: the summary
+        then says so in ``telemetry_error`` and the raw file is still included.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tel, tel_error = Telemetry.empty(), None
+    if telemetry_path is not None and Path(telemetry_path).is_file():
+        shutil.copyfile(telemetry_path, out / TELEMETRY_FILE)
+        try:
+            tel = read_telemetry_csv(out / TELEMETRY_FILE)
+        except ResultError as e:
+            tel_error = str(e)
+    else:
+        tel_error = "no telemetry recorded"
+    if stdout_path is not None and Path(stdout_path).is_file():
+        shutil.copyfile(stdout_path, out / STDOUT_FILE)
+    else:
+        (out / STDOUT_FILE).write_bytes(b"")
+    extra = dict(summary_fields.pop("extra", None) or {})
+    if tel_error:
+        extra["telemetry_error"] = tel_error
+    if plot and len(tel):
+        try:
+            render_plot(tel, out / PLOT_FILE, title=f"job {summary_fields.get('job_id', '')}")
+        except ImportError:
+            extra["plot_error"] = "matplotlib is not installed"
+    summary = build_summary(telemetry=tel, extra=extra, **summary_fields)
+    _write_json_atomic(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, allow_nan=False, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+_CONTENT_TYPES = {SUMMARY_FILE: "application/json", TELEMETRY_FILE: "text/csv",
+                  STDOUT_FILE: "text/plain; charset=utf-8", PLOT_FILE: "image/png"}
+
+
+def upload_bundle(store: Any, job_id: str, folder: str | Path) -> str:
+    """Upload a bundle folder to ``store`` (an :class:`~gym_raas_mqtt.storage.ObjectStore`).
+
+    summary.json goes last, so a reader who finds it finds the whole bundle.
+
+    Returns:
+        The bundle's key prefix (``results/<job_id>/``).
+
+    Raises:
+        StorageError: an upload failed.
+    """
+    prefix = result_prefix(job_id)
+    files = sorted(Path(folder).iterdir(), key=lambda p: (p.name == SUMMARY_FILE, p.name))
+    for path in files:
+        if path.is_file() and not path.name.startswith("."):
+            store.put_file(prefix + path.name, path, content_type=_CONTENT_TYPES.get(path.name))
+    return prefix
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading a bundle
+# ------------------------------------------------------------------------------------------------
+def _local_file(source: str | Path, name: str) -> Path:
+    path = Path(source)
+    return path / name if path.is_dir() else path
+
+
+def load_summary(source: str | Path | Any, job_id: str | None = None) -> dict[str, Any]:
+    """Read a bundle's summary.
+
+    Args:
+        source: a bundle folder, a summary.json path, or an object store (then give ``job_id``).
+
+    Raises:
+        ResultError: missing or not a JSON object.
+        StorageError: the store failed (ObjectNotFound when there is no such bundle).
+    """
+    try:
+        if job_id is not None:
+            where = f"{source.url}{result_prefix(job_id)}{SUMMARY_FILE}"
+            data = json.loads(source.get_bytes(result_prefix(job_id) + SUMMARY_FILE))
+        else:
+            where = str(_local_file(source, SUMMARY_FILE))
+            data = json.loads(Path(where).read_text())
+    except (OSError, ValueError) as e:
+        raise ResultError(f"cannot read summary: {e}") from e
+    if not isinstance(data, dict):
+        raise ResultError(f"{where}: summary is not a JSON object")
+    return data
+
+
+def load_telemetry(source: str | Path | Any, job_id: str | None = None) -> Telemetry:
+    """Read a bundle's telemetry (folder, CSV path, or object store + ``job_id``).
+
+    Raises:
+        ResultError: missing or malformed.
+        StorageError: the store failed (ObjectNotFound when there is no such bundle).
+    """
+    if job_id is None:
+        return read_telemetry_csv(_local_file(source, TELEMETRY_FILE))
+    with tempfile.TemporaryDirectory(prefix="raas-bundle-") as tmp:
+        path = source.get_file(result_prefix(job_id) + TELEMETRY_FILE, Path(tmp) / TELEMETRY_FILE)
+        return read_telemetry_csv(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Plot
+# ------------------------------------------------------------------------------------------------
+def render_plot(tel: Telemetry, path: str | Path, title: str = "") -> Path:
+    """Draw θ (wrapped), θ̇, desired/applied action and reward against time into a PNG.
+
+    Episodes are laid end to end; dotted lines mark where a new one starts.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # no pyplot: no global state, thread-safe
+
+    dt = control_period(tel)
+    time_axis = np.empty(len(tel))
+    starts = []
+    offset = 0.0
+    for _, s in _episode_slices(tel):
+        t = tel.t[s] - tel.t[s][0]
+        time_axis[s] = t + offset
+        starts.append(offset)
+        offset += float(t[-1]) + dt
+    fig = Figure(figsize=(9, 8), dpi=100)
+    axes = fig.subplots(4, 1, sharex=True)
+    axes[0].plot(time_axis, wrap_angle(tel.theta), lw=0.8)
+    axes[0].axhspan(-UPRIGHT_RAD, UPRIGHT_RAD, color="tab:green", alpha=0.15, lw=0)
+    axes[0].set_ylabel("θ [rad]")
+    axes[1].plot(time_axis, tel.theta_dot, lw=0.8)
+    axes[1].set_ylabel("θ̇ [rad/s]")
+    axes[2].plot(time_axis, tel.u_desired, lw=0.8, label="desired")
+    axes[2].plot(time_axis, tel.u_applied, lw=0.8, label="applied")
+    axes[2].set_ylabel("action u")
+    axes[2].legend(loc="upper right", fontsize="small")
+    axes[3].plot(time_axis, tel.reward, lw=0.8, color="tab:red")
+    axes[3].set_ylabel("reward")
+    axes[3].set_xlabel("time [s] (episodes end to end)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        for x in starts[1:]:
+            ax.axvline(x, ls=":", color="grey", lw=0.8)
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+__all__ = ["Telemetry", "ResultError", "read_telemetry_csv", "summarize_telemetry",
+           "build_summary", "build_bundle", "upload_bundle", "load_summary", "load_telemetry",
+           "render_plot", "result_prefix", "longest_upright_s", "wrap_angle", "UPRIGHT_RAD"]
