@@ -339,8 +339,7 @@ class Subscriber:
         self.client.loop_start()
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._mqtt.shutdown(self.client)
 
     def on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                    properties: Any) -> None:

@@ -138,8 +138,7 @@ class Dispatcher:
                     info.wait_for_publish(timeout_s)
                 except (RuntimeError, ValueError):
                     pass
-            client.disconnect()
-            client.loop_stop()
+            mqtt.shutdown(client)
 
     def run_forever(self) -> None:
         """Start, then block until SIGTERM/SIGINT; then stop cleanly."""

@@ -20,6 +20,70 @@ def register(sub: Any) -> None:
     from fleet_node.calibrate_cli import register_calibrate  # owned by the calibration helper
 
     register_calibrate(node_sub)
+    register_send(node_sub)
+
+
+def register_send(node_sub: Any) -> None:
+    """``raas node send NODE COMMAND``: an operator's command to a node (NodeCommand)."""
+    from gym_raas_mqtt.protocol import NodeCommandKind
+
+    p = node_sub.add_parser(
+        "send", help="send a node a command: drain, resume, rebirth, clear_maintenance, cancel_job",
+        description="Publish a NodeCommand on the node's cmd topic of the central broker (needs a "
+                    "login allowed to: the dispatcher's or the broker admin's).")
+    p.add_argument("node_id")
+    p.add_argument("command", choices=[c.value for c in NodeCommandKind])
+    p.add_argument("--job", help="job id (cancel_job)")
+    p.add_argument("--reason", default="operator command")
+    p.add_argument("--url", help="central broker mqtt://host:port (RAAS_CENTRAL_MQTT_URL)")
+    p.add_argument("--username", default="admin")
+    p.add_argument("--password-file", help="file with the password (default: "
+                                           "<broker-dir>/secrets/<username>)")
+    p.add_argument("--broker-dir", default="var/broker/central",
+                   help="central broker runtime dir holding the secrets (default %(default)s)")
+    p.set_defaults(func=run_send)
+
+
+def run_send(args: argparse.Namespace) -> int:
+    import os
+    import threading
+    import time
+    from pathlib import Path
+
+    from gym_raas_mqtt import mqtt, protocol
+    from gym_raas_mqtt.errors import RaasError
+
+    url = args.url or os.environ.get("RAAS_CENTRAL_MQTT_URL", "mqtt://127.0.0.1:1883")
+    pw_file = Path(args.password_file or Path(args.broker_dir) / "secrets" / args.username)
+    address = mqtt.BrokerAddress.parse(url, username=args.username, password_file=pw_file)
+    msg = protocol.NodeCommand(protocol.NodeCommandKind(args.command), time.time(),
+                               job_id=args.job, reason=args.reason)
+    spec = protocol.TOPICS[protocol.TopicKind.NODE_CMD]
+    client = mqtt.make_client(address)
+    connack: list = []
+    connected = threading.Event()
+
+    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
+        connack.append(reason)
+        connected.set()
+
+    client.on_connect = on_connect
+    mqtt.connect(client)
+    client.loop_start()
+    try:
+        if not connected.wait(5.0) or connack[0].is_failure:
+            raise RaasError(f"central broker {address.url()} refused {args.username}: "
+                            f"{connack[0] if connack else 'no answer'}")
+        info = client.publish(protocol.topic(protocol.TopicKind.NODE_CMD, node=args.node_id),
+                              msg.to_bytes(), qos=spec.qos, retain=spec.retain,
+                              properties=mqtt.message_expiry(60))
+        info.wait_for_publish(5.0)
+        if info.rc or not info.is_published():
+            raise RaasError(f"the broker did not accept the command (rc {info.rc})")
+    finally:
+        mqtt.shutdown(client)
+    print(f"sent {args.command} to {args.node_id}")
+    return 0
 
 
 def register_motor(node_sub: Any) -> None:

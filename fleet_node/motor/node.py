@@ -46,7 +46,7 @@ import paho.mqtt.client as paho
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.calibration import load_calibration
 from gym_raas_mqtt.errors import ConfigError, ProtocolError, RaasError
-from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client
+from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client, shutdown
 from gym_raas_mqtt.physics import reward
 from gym_raas_mqtt.protocol import (Action, EnvState, EnvStatus, EStop, JobBinding, MotorState,
                                     MotorStatus, Observation, ResetReply, ResetRequest,
@@ -261,8 +261,7 @@ class MotorNode:
             info.wait_for_publish(2.0)
         except (RuntimeError, ValueError) as e:
             log.warning("could not publish the final motor state: %s", e)
-        client.disconnect()
-        client.loop_stop()
+        shutdown(client)
         self.motor.close()
 
     def _connect(self, timeout_s: float) -> None:

@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaasError as e:
         print(f"raas: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # unreachable broker or server, missing file: a reason, not a traceback
+        print(f"raas: {e.__class__.__name__}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from typing import Iterable
 
 import pytest
 
@@ -80,17 +81,26 @@ class Probe:
             return None
         return self._wait(self.pubacks, info.mid, timeout_s).value
 
-    def expect(self, timeout_s: float = 3.0):
-        """The next message (topic, payload, retain), or raise TimeoutError."""
-        try:
-            return self.messages.get(timeout=timeout_s)
-        except queue.Empty:
-            raise TimeoutError("no message arrived") from None
+    def expect(self, timeout_s: float = 3.0, topic: str | None = None):
+        """The next message (topic, payload, retain) — on ``topic`` if given, skipping others
+        (the session broker is shared) — or raise TimeoutError."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                msg = self.messages.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError("no message arrived") from None
+            if topic is None or msg[0] == topic:
+                return msg
 
-    def nothing(self, wait_s: float = 0.3) -> bool:
-        """True when no message arrives within ``wait_s``."""
+    def nothing(self, wait_s: float = 0.3, topics: Iterable[str] | None = None) -> bool:
+        """True when no message (on one of ``topics``, if given) arrives within ``wait_s``."""
         time.sleep(wait_s)
-        return self.messages.empty()
+        got = []
+        while not self.messages.empty():
+            got.append(self.messages.get_nowait()[0])
+        wanted = None if topics is None else set(topics)
+        return not [t for t in got if wanted is None or t in wanted]
 
     def close(self) -> None:
         if self._thread is None:

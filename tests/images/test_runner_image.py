@@ -114,5 +114,6 @@ def test_dockerd_script_reports_the_running_engine():
 
 
 def test_build_context_is_cleaned_up(current_image):
+    # the context is assembled in build/ and removed after every build; the wheelhouse (kept in
+    # .wheelhouse/ for the next build) exists only in a checkout that built the image itself
     assert not (ROOT / "build" / "runner-image").exists()
-    assert Path(ROOT / ".wheelhouse" / "runner").is_dir()
