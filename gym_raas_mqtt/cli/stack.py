@@ -44,6 +44,7 @@ class StackError(RaasError, RuntimeError):
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -193,13 +194,17 @@ class Stack:
             self._save()
             node_env = {**env, "RAAS_NODE_ID": node, "RAAS_LOCAL_MQTT_URL": f"unix://{sock}",
                         "RAAS_LOCAL_SOCKET": str(sock), "RAAS_DATA_DIR": str(ndir / "data")}
+            # SCHED_FIFO for the control loop, as on a Pi (docs/motor-node.md); without
+            # CAP_SYS_NICE the motor node says so and runs at normal priority
             self._spawn(f"motor-{node}", ["node", "motor", "--backend", "sim"], {
-                **node_env, "RAAS_MOTOR_MQTT_PASSWORD_FILE": str(local.secrets / "motor")})
+                **node_env, "RAAS_MOTOR_MQTT_PASSWORD_FILE": str(local.secrets / "motor"),
+                "RAAS_MOTOR_RT_PRIORITY": "50"})
             self._spawn(f"agent-{node}", ["node", "agent"], {
                 **node_env, "RAAS_AGENT_CENTRAL_PASSWORD_FILE": str(node_pw),
                 "RAAS_AGENT_LOCAL_PASSWORD_FILE": str(local.secrets / "agent"),
                 "RAAS_CLONE_SCHEMES": "https,ssh,file"})
-            log(f"node {node:13s} local broker unix://{sock}, motor node (sim, 20 Hz), agent")
+            log(f"node {node:13s} local broker unix://{sock}, motor node (sim, 20 Hz, SCHED_FIFO), "
+                "agent")
         self.wait_ready(admin)
         log(f"fleet ready in {time.monotonic() - t0:.1f} s")
 
