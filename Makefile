@@ -49,9 +49,8 @@ up: system-deps venv images
 down:
 	@scripts/demo.sh --stop
 
-docs: venv
-	$(VENV)/bin/raas protocol > docs/protocol-topics.md
-	$(VENV)/bin/raas config > docs/configuration.md
+docs: venv  ## regenerate docs/configuration.md from the config dataclasses
+	@{ echo "# Configuration"; echo; echo "Every setting of every service, generated from the code by \`raas config\` (\`make docs\`). Services read only these \`RAAS_*\` environment variables; a \`..._FILE\` or \`file:/path\` value keeps a secret out of the environment."; echo; $(VENV)/bin/raas config; } > docs/configuration.md
 
 bench: system-deps venv  ## every benchmark; each prints its numbers (see docs/performance.md)
 	$(PY) bench/sim_speed.py

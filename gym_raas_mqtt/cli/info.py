@@ -26,10 +26,12 @@ def cmd_protocol(args: argparse.Namespace) -> int:
 
 CONFIG_CLASSES = (
     "gym_raas_mqtt.backends.bus:BusConfig",
+    "gym_raas_mqtt.cli.client:ClientConfig",
     "broker_config.config:BrokerConfig",
     "fleet_node.motor.config:MotorConfig",
     "fleet_node.motor.pigpio_motor:PigpioConfig",
     "fleet_node.config:AgentConfig",
+    "fleet_node.runner:RunnerConfig",
     "dispatcher.config:DispatcherConfig",
     "dashboard.config:DashboardConfig",
 )
