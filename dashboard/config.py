@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dispatcher.config import DEFAULT_DATABASE_URL
 from gym_raas_mqtt.config import read_secret, setting
 from gym_raas_mqtt.errors import ConfigError
 
@@ -26,7 +27,7 @@ class DashboardConfig:
     secret_key_file: str | None = setting(
         "RAAS_SECRET_KEY_FILE", None, "file holding the session-signing key (wins over "
         "RAAS_SECRET_KEY)")
-    database_url: str = setting("RAAS_DATABASE_URL", "sqlite:///var/raas.db",
+    database_url: str = setting("RAAS_DATABASE_URL", DEFAULT_DATABASE_URL,
                                 "job database, shared with the dispatcher")
     store_url: str = setting("RAAS_STORE_URL", "var/store",
                              "object store of uploads and result bundles (path, file:// or s3://)")
@@ -57,12 +58,6 @@ class DashboardConfig:
                                       "largest total size of an archive's contents", unit="bytes")
     max_archive_members: int = setting("RAAS_MAX_ARCHIVE_MEMBERS", 5000,
                                        "most files in an uploaded archive")
-    min_time_limit_s: float = setting("RAAS_MIN_TIME_LIMIT_S", 1.0,
-                                      "shortest time limit a job may ask for", unit="s")
-    max_time_limit_s: float = setting("RAAS_MAX_TIME_LIMIT_S", 600.0,
-                                      "longest time limit a job may ask for", unit="s")
-    default_time_limit_s: float = setting("RAAS_DEFAULT_TIME_LIMIT_S", 120.0,
-                                          "time limit when the submission names none", unit="s")
     sse_max_streams: int = setting("RAAS_SSE_MAX_STREAMS", 16,
                                    "open live streams per process (503 beyond it)")
     sse_max_streams_per_user: int = setting("RAAS_SSE_MAX_STREAMS_PER_USER", 6,
@@ -86,11 +81,9 @@ class DashboardConfig:
         """Refuse inconsistent settings.
 
         Raises:
-            ConfigError: bounds out of order, or more streams allowed than threads to serve them.
+            ConfigError: more streams allowed than threads to serve them, or non-positive sizes.
+            (Time-limit bounds are the queue's and checked by DispatcherConfig.)
         """
-        if not 0 < self.min_time_limit_s <= self.default_time_limit_s <= self.max_time_limit_s:
-            raise ConfigError("need 0 < RAAS_MIN_TIME_LIMIT_S <= RAAS_DEFAULT_TIME_LIMIT_S <= "
-                              "RAAS_MAX_TIME_LIMIT_S")
         if self.sse_max_streams > self.threads - 4:
             raise ConfigError(f"RAAS_SSE_MAX_STREAMS={self.sse_max_streams} leaves fewer than 4 "
                               f"of RAAS_DASHBOARD_THREADS={self.threads} for ordinary requests")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from dispatcher import queue
+from dispatcher.queue import InvalidSubmission, QueueLimits
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.protocol import JobSource, SourceKind
@@ -114,22 +116,27 @@ def check_ref(ref: Any) -> str | None:
 def check_time_limit(value: Any, limits: Limits) -> float:
     """Return the time limit in s, the default when ``value`` is None or empty.
 
+    Form fields arrive as strings: they are parsed here; the bounds are checked by the queue's
+    own :func:`dispatcher.queue.check_time_limit`, the one owner of that policy.
+
     Raises:
         SubmissionError: not a number, or outside the configured bounds.
     """
     if value is None or value == "":
-        return limits.default_time_limit_s
-    if isinstance(value, bool):
-        raise SubmissionError("time_limit_s must be a number of seconds", field="time_limit_s")
+        value = None
+    elif isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise SubmissionError("time_limit_s must be a number of seconds",
+                                  field="time_limit_s") from None
+    bounds = QueueLimits(default_time_limit_s=limits.default_time_limit_s,
+                         min_time_limit_s=limits.min_time_limit_s,
+                         max_time_limit_s=limits.max_time_limit_s)
     try:
-        t = float(value)
-    except (TypeError, ValueError):
-        raise SubmissionError("time_limit_s must be a number of seconds",
-                              field="time_limit_s") from None
-    if not limits.min_time_limit_s <= t <= limits.max_time_limit_s:  # also rejects NaN
-        raise SubmissionError(f"time_limit_s must be between {limits.min_time_limit_s:g} and "
-                              f"{limits.max_time_limit_s:g} s", field="time_limit_s")
-    return t
+        return queue.check_time_limit(value, bounds)
+    except InvalidSubmission as e:
+        raise SubmissionError(f"time_limit_s: {e}", field="time_limit_s") from None
 
 
 def archive_suffix(filename: str) -> str:
@@ -241,6 +248,4 @@ def archive_source(store: Any, owner: str, filename: str, data: bytes,
 
 def submit(owner: str, source: JobSource, time_limit_s: float) -> Any:
     """Create the job through the queue (the only writer of job state) and return it."""
-    from dispatcher import queue
-
     return queue.enqueue(owner, source, time_limit_s)

@@ -8,6 +8,9 @@ from pathlib import Path
 from gym_raas_mqtt.config import setting
 from gym_raas_mqtt.errors import ConfigError
 
+DEFAULT_DATABASE_URL = "sqlite:///var/raas.db"
+"""Default of RAAS_DATABASE_URL, read by the dispatcher and the dashboard alike."""
+
 
 @dataclass(frozen=True)
 class DispatcherConfig:
@@ -17,7 +20,7 @@ class DispatcherConfig:
     :func:`dispatcher.queue.enqueue`, so both processes must see the same variables.
     """
 
-    database_url: str = setting("RAAS_DATABASE_URL", "sqlite:///var/raas.db",
+    database_url: str = setting("RAAS_DATABASE_URL", DEFAULT_DATABASE_URL,
                                 "job database: sqlite:///path (WAL) or postgresql://user@host/db")
     mqtt_url: str = setting("RAAS_CENTRAL_MQTT_URL", "mqtt://localhost:1883",
                             "central broker URL (credentials may be given separately)")

@@ -80,6 +80,8 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+    admin: Any = None  # the central broker's admin BrokerAddress, set by up()
+    watchers: list[Any] = field(default_factory=list)  # MQTT clients of watch_nodes()
 
     # -- layout -----------------------------------------------------------------------------------
     @property
@@ -162,9 +164,8 @@ class Stack:
         t0 = time.monotonic()
         central = start_broker("central", self.central_dir, port=self.state["central_port"])
         self.state["brokers"].append(str(self.central_dir))
-        self.state["admin_user"] = central.admin_address.username
         self._save()
-        admin = central.admin_address
+        admin = self.admin = central.admin_address
         log(f"central broker      {self.central_url}")
 
         env = self._base_env()
@@ -256,7 +257,7 @@ class Stack:
             protocol.topic_filter(protocol.TopicKind.NODE_STATE), qos=1)
         mqtt.connect(client)
         client.loop_start()
-        self._watchers = getattr(self, "_watchers", []) + [client]
+        self.watchers.append(client)
         return states
 
     def down(self, log: Any = print) -> None:
@@ -268,8 +269,9 @@ class Stack:
             self.state = json.loads(state_file.read_text())
         from gym_raas_mqtt import mqtt
 
-        for client in getattr(self, "_watchers", []):
+        for client in self.watchers:
             mqtt.shutdown(client)
+        self.watchers.clear()
         pids = dict(self.state.get("pids", {}))
         # in stages, each waited for: agents first (they finish the job's bookkeeping and publish
         # `offline` while their motor node and brokers still run), then motor nodes, then the rest
@@ -404,14 +406,7 @@ def run_demo(stack: Stack, out: Any = print, owner: str = "demo") -> list[DemoRe
     api = Api(stack.dashboard_url, token)
     out(f"user '{owner}' created (password in {pw_file})")
 
-    from broker_config.runner import BrokerHandle  # noqa: F401 - broker package present
-    from gym_raas_mqtt.mqtt import BrokerAddress
-
-    admin = BrokerAddress("tcp", "127.0.0.1", stack.state["central_port"],
-                          stack.state["admin_user"],
-                          (stack.central_dir / "secrets" / stack.state["admin_user"])
-                          .read_text().strip())
-    clock = TelemetryClock(admin, owner)
+    clock = TelemetryClock(stack.admin, owner)
     jobs: dict[str, tuple[str, float]] = {}
     try:
         for example in DEMO_EXAMPLES:
