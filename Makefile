@@ -19,10 +19,11 @@ help:
 system-deps:
 	@scripts/install-system-deps.sh
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# Both distributions, editable: the researcher's (setup.cfg at the root) and the platform's.
+$(VENV)/.installed: setup.cfg pyproject.toml raas-platform/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -e ".[$(EXTRAS)]"
+	$(PIP) install -q -e . -e "./raas-platform[$(EXTRAS)]"
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -62,4 +63,4 @@ bench: system-deps venv  ## every benchmark; each prints its numbers (see docs/p
 	@scripts/dockerd.sh start && $(PY) bench/runner_latency.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache var test-artifacts .wheelhouse
+	rm -rf $(VENV) build dist *.egg-info raas-platform/*.egg-info .pytest_cache var test-artifacts .wheelhouse

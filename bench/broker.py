@@ -118,7 +118,7 @@ def main() -> None:
         restart = time.perf_counter() - t0
         print(f"central start: first {ms(first)}, restart {ms(restart)}, "
               f"already running {ms(running)}")
-        local = start_broker("local", root / "l", port=free_port(), node_id="bench")
+        local = start_broker("local", root / "l", port=free_port(), node_id="bench", central_url="")
         try:
             us = []
             for i in range(20):

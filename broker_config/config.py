@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gym_raas_mqtt.config import setting
+from gym_raas_mqtt.config import NODE_ID, setting
+from raas_platform.settings import CENTRAL_MQTT_URL, LOCAL_SOCKET
 
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 """Where Debian 12's mosquitto package installs the dynamic-security plugin."""
@@ -26,13 +27,12 @@ class BrokerConfig:
     port: int = setting("RAAS_BROKER_PORT", 1883, "central broker's TCP port")
     local_port: int = setting("RAAS_LOCAL_BROKER_PORT", 1884,
                               "node-local broker's TCP port (127.0.0.1 only; 0 = no TCP listener)")
-    local_socket: Path | None = setting(
-        "RAAS_LOCAL_SOCKET", None,
-        "node-local broker's unix socket (mounted into job containers); default <dir>/sock/local.sock")
-    node_id: str = setting("RAAS_NODE_ID", "node-1", "this node's id (node-local broker)")
-    central_url: str | None = setting(
-        "RAAS_CENTRAL_MQTT_URL", None,
-        "central broker mqtt://host:port (the agent uses it too); the node-local broker bridges to it, unset = no bridge")
+    local_socket: Path | None = LOCAL_SOCKET.field()
+    node_id: str = NODE_ID.field()
+    central_url: str = CENTRAL_MQTT_URL.field()
+    bridge: bool = setting("RAAS_LOCAL_BRIDGE", True,
+                           "the node-local broker bridges its node's topics to the central broker "
+                           "(off: a standalone broker, e.g. for a bench)")
     bridge_password: str | None = setting(
         "RAAS_BRIDGE_PASSWORD", None,
         "password of the central client bridge-<node> (file:/path or literal); default "

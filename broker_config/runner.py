@@ -242,7 +242,8 @@ def prepare(role: str, dir: Path | str | None = None, *, cfg: BrokerConfig | Non
         roles = acl.local_service_roles(node)
         names = acl.LOCAL_SERVICE_CLIENTS
         bridge = None
-        url = central_url if central_url is not None else cfg.central_url
+        # An explicit central_url (even "") decides; otherwise RAAS_LOCAL_BRIDGE does.
+        url = central_url if central_url is not None else (cfg.central_url if cfg.bridge else "")
         if url:
             password = bridge_password or read_secret(cfg.bridge_password)
             if not password and (run_dir / "secrets" / f"bridge-{node}").exists():

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from dashboard.config import DashboardConfig, check_secret_key
 from dashboard.hub import Hub, Subscriber
 from dashboard.submission import Limits
-from dispatcher.queue import default_limits
+from dispatcher.limits import QueueLimits
 from gym_raas_mqtt.config import load
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["raas_config"] = cfg
-    queue_limits = default_limits()  # the queue owns the time-limit policy (RAAS_*_TIME_LIMIT_S)
+    queue_limits = load(QueueLimits)  # the queue owns the time-limit policy (RAAS_*_TIME_LIMIT_S)
     app.extensions["raas_limits"] = Limits(
         cfg.max_upload_bytes, cfg.max_unpacked_bytes, cfg.max_archive_members,
         queue_limits.min_time_limit_s, queue_limits.max_time_limit_s,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dispatcher.config import DEFAULT_DATABASE_URL
 from gym_raas_mqtt.config import read_secret, setting
 from gym_raas_mqtt.errors import ConfigError
+from raas_platform.settings import CENTRAL_MQTT_URL, DATABASE_URL, STORE_URL
 
 WEAK_SECRETS = frozenset({"dev", "development", "secret", "changeme", "change-me", "test",
                           "insecure", "please-change", "default"})
@@ -27,13 +27,9 @@ class DashboardConfig:
     secret_key_file: str | None = setting(
         "RAAS_SECRET_KEY_FILE", None, "file holding the session-signing key (wins over "
         "RAAS_SECRET_KEY)")
-    database_url: str = setting("RAAS_DATABASE_URL", DEFAULT_DATABASE_URL,
-                                "job database, shared with the dispatcher")
-    store_url: str = setting("RAAS_STORE_URL", "var/store",
-                             "object store of uploads and result bundles (path, file:// or s3://)")
-    broker_url: str | None = setting(
-        "RAAS_CENTRAL_MQTT_URL", "mqtt://localhost:1883",
-        "central broker the live-update subscriber connects to (empty = no live updates)")
+    database_url: str = DATABASE_URL.field()
+    store_url: str = STORE_URL.field()
+    broker_url: str | None = CENTRAL_MQTT_URL.field()  # empty: no live updates
     broker_username: str | None = setting("RAAS_DASHBOARD_MQTT_USERNAME", "dashboard",
                                           "the dashboard's central-broker user (read-only ACL)")
     broker_password_file: str | None = setting("RAAS_DASHBOARD_MQTT_PASSWORD_FILE", None,

@@ -25,7 +25,7 @@ def store() -> Any:
     if "raas_store" not in ext:
         with _store_lock:
             if "raas_store" not in ext:
-                from gym_raas_mqtt.storage import open_store
+                from raas_platform.storage import open_store
 
                 ext["raas_store"] = open_store(ext["raas_config"].store_url)
     return ext["raas_store"]
@@ -124,7 +124,7 @@ def result_files(job: Job) -> list[dict[str, Any]]:
 
 def result_bytes(job: Job, name: str) -> tuple[bytes, str]:
     """The content and content type of one bundle file; 404 if it is not there."""
-    from gym_raas_mqtt.storage import ObjectNotFound, StorageError
+    from raas_platform.storage import ObjectNotFound, StorageError
 
     if "/" in name or name.startswith(".") or len(name) > 128:
         abort(404, description=f"no result file {name[:80]!r}")

@@ -33,7 +33,8 @@ def _run(args: argparse.Namespace) -> int:
 
         init_db(config.database_url)
         return 0
+    from dispatcher.limits import QueueLimits
     from dispatcher.service import Dispatcher
 
-    Dispatcher(config).run_forever()
+    Dispatcher(config, load(QueueLimits)).run_forever()
     return 0

@@ -36,8 +36,9 @@ from peewee import SqliteDatabase
 
 from dispatcher.models import Execution, Job, JobEvent, Owner, database
 from dispatcher import positions as _positions
+from dispatcher.errors import InvalidSubmission, QueueError, StaleVersion, TransitionError, UnknownJob  # noqa: F401
+from dispatcher.limits import QueueLimits
 from gym_raas_mqtt import protocol
-from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.protocol import JobState, JobSource
 
 log = logging.getLogger(__name__)
@@ -62,59 +63,11 @@ TRANSITIONS: Mapping[str, tuple[frozenset[JobState], frozenset[JobState]]] = {
 """Every state change the platform makes. Anything else raises :class:`TransitionError`."""
 
 
-class QueueError(RaasError):
-    """Base of the job queue's errors."""
-
-
-class InvalidSubmission(QueueError, ValueError):
-    """A submission is refused (unknown owner, bad time limit, bad source); message says why."""
-
-
-class UnknownJob(QueueError, LookupError):
-    """No such job or job execution."""
-
-
-class TransitionError(QueueError):
-    """The transition is not allowed from the current state, or another writer changed it first."""
-
-
-class StaleVersion(TransitionError):
-    """An update quoted an execution version that is no longer current."""
-
-
-@dataclass(frozen=True)
-class QueueLimits:
-    """Bounds applied by the queue (from :class:`dispatcher.config.DispatcherConfig`).
-
-    Attributes:
-        default_time_limit_s: time limit of a job submitted without one [s].
-        min_time_limit_s: smallest accepted time limit [s].
-        max_time_limit_s: largest accepted time limit [s].
-        max_attempts: executions per job before a platform fault ends it ``error``.
-        accept_timeout_s: an assigned execution must be accepted (running) within this [s].
-        time_limit_grace_s: a running execution expires at time limit + this [s].
-        cancel_grace_s: a cancel the node does not confirm ends the job this much later [s].
-    """
-
-    default_time_limit_s: float = 120.0
-    min_time_limit_s: float = 1.0
-    max_time_limit_s: float = 600.0
-    max_attempts: int = 3
-    accept_timeout_s: float = 30.0
-    time_limit_grace_s: float = 20.0
-    cancel_grace_s: float = 30.0
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> "QueueLimits":
-        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
-
-
 def default_limits() -> QueueLimits:
     """Limits from the ``RAAS_*`` environment (what the dispatcher itself uses)."""
-    from dispatcher.config import DispatcherConfig
     from gym_raas_mqtt.config import load
 
-    return QueueLimits.from_config(load(DispatcherConfig))
+    return load(QueueLimits)
 
 
 @dataclass(frozen=True)
@@ -233,21 +186,8 @@ def _find_execution(job_id: str, number: int) -> Execution | None:
 
 
 def check_time_limit(time_limit_s: float | None, limits: QueueLimits) -> float:
-    """The time limit to use [s]: ``default_time_limit_s`` for None, else the value if in bounds.
-
-    Raises:
-        InvalidSubmission: not a number or outside [min_time_limit_s, max_time_limit_s].
-    """
-    if time_limit_s is None:
-        return float(limits.default_time_limit_s)
-    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)):
-        raise InvalidSubmission(f"time limit must be a number of seconds, got {time_limit_s!r}")
-    value = float(time_limit_s)
-    if not limits.min_time_limit_s <= value <= limits.max_time_limit_s:  # also rejects NaN
-        raise InvalidSubmission(
-            f"time limit {value:g} s is outside the allowed range "
-            f"{limits.min_time_limit_s:g}–{limits.max_time_limit_s:g} s")
-    return value
+    """See :meth:`QueueLimits.time_limit`."""
+    return limits.time_limit(time_limit_s)
 
 
 # ------------------------------------------------------------------------------------------------

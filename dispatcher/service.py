@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from dispatcher import queue
 from dispatcher.config import DispatcherConfig
+from dispatcher.limits import QueueLimits
 from dispatcher.models import Job, JobEvent, init_db
 from gym_raas_mqtt import mqtt, protocol
 from gym_raas_mqtt.errors import ProtocolError
@@ -61,14 +62,15 @@ class Dispatcher:
 
     Args:
         config: settings.
+        limits: the queue's policy (built once at start-up).
         clock: wall clock [s since the epoch]; tests inject a fake one and call :meth:`tick_now`.
     """
 
-    def __init__(self, config: DispatcherConfig, *, clock: Callable[[], float] = time.time
-                 ) -> None:
+    def __init__(self, config: DispatcherConfig, limits: QueueLimits, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.limits = queue.QueueLimits.from_config(config)
+        self.limits = limits
         self.nodes: dict[str, NodeView] = {}
         self.holding: dict[str, Holding] = {}  # node id → its active execution
         self.published: dict[str, tuple[str, int] | None] = {}  # node id → retained jobs/next
@@ -100,8 +102,8 @@ class Dispatcher:
                                            username=self.config.mqtt_username,
                                            password_file=self.config.mqtt_password_file)
         self._birth_ts = self.clock()
-        will = (protocol.topic(TopicKind.DISPATCHER_STATE),
-                protocol.DispatcherState(online=False, ts=self._birth_ts).to_bytes(), 1, True)
+        will = mqtt.Will(protocol.topic(TopicKind.DISPATCHER_STATE),
+                         protocol.DispatcherState(online=False, ts=self._birth_ts).to_bytes())
         client = mqtt.make_client(address, self.config.client_id, will=will,
                                   session_expiry_s=self.config.session_expiry_s,
                                   clean_start=False)

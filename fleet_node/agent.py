@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from fleet_node import bundle
 from fleet_node.config import AgentConfig
 from fleet_node.joblog import LogStreamer
-from fleet_node.link import Link, LinkError
 from fleet_node.session import SessionCounter
 from fleet_node.source import (
     FetchLimits,
@@ -50,7 +50,7 @@ from fleet_node.source import (
 )
 from gym_raas_mqtt import __version__, protocol, results
 from gym_raas_mqtt.errors import RaasError
-from gym_raas_mqtt.mqtt import BrokerAddress
+from gym_raas_mqtt.mqtt import BrokerAddress, Link, MqttError, Will
 from gym_raas_mqtt.protocol import (
     EStop,
     JobAssignment,
@@ -214,7 +214,7 @@ class Agent:
             self._local = self._connect_local(timeout_s)
             self._recover_leftovers()
             self._central = self._connect_central(timeout_s)
-        except LinkError as e:
+        except MqttError as e:
             if self._local is not None:
                 self._local.close()
             raise AgentError(str(e)) from e
@@ -272,7 +272,7 @@ class Agent:
     # ======================================================================== connections
     def _prepare_runner_and_store(self) -> None:
         if self.store is None:
-            from gym_raas_mqtt.storage import open_store
+            from raas_platform.storage import open_store
 
             self.store = open_store(self.config.store_url)
         if self.runner is None:
@@ -298,7 +298,7 @@ class Agent:
     def _connect_central(self, timeout_s: float) -> Link:
         node = self.node_id
         return Link(
-            "central", self.central_address, f"node-{node}",
+            self.central_address, f"node-{node}", name="central",
             subscriptions=[(self.topics[TopicKind.NODE_JOB_NEXT], 1),
                            (self.topics[TopicKind.NODE_CMD], 1),
                            (protocol.topic_filter(TopicKind.NODE_JOB_ACCEPTED, node=node), 1),
@@ -307,21 +307,29 @@ class Agent:
             on_message=self._on_central_message,
             on_up=lambda: self._events.put(("connected", None)),
             on_down=self._on_central_down, keepalive_s=self.config.keepalive_s,
-            will=self._will, session=self.session, will_delay_s=self.config.will_delay_s,
+            will=self._will, session_expiry_s=self.config.will_delay_s,
         ).start(timeout_s)
 
     def _connect_local(self, timeout_s: float) -> Link:
         return Link(
-            "local", self.local_address, f"agent-{self.node_id}",
+            self.local_address, f"agent-{self.node_id}", name="local",
             subscriptions=[(self.topics[TopicKind.ENV_MOTOR_STATE], 1),
                            (self.topics[TopicKind.ENV_SELFTEST_REPLY], 1)],
             on_message=self._on_local_message, keepalive_s=self.config.keepalive_s,
         ).start(timeout_s)
 
-    def _will(self, session: int) -> tuple[str, bytes]:
-        """The retained last will: ``lost`` with the session of the connection it belongs to."""
-        return self.topics[TopicKind.NODE_STATE], NodeState(
-            NodeStatus.LOST, session, self.clock(), reason="agent connection lost").to_bytes()
+    def _will(self) -> Will:
+        """The retained last will of the next CONNECT: ``lost`` with a new session number, so a
+        late will is always older than the birth that follows it (raised and fsync'd first)."""
+        try:
+            session = self.session.next()
+        except OSError as e:  # keep going: presence still works, ordering by session degrades
+            log.error("session counter not written: %s", e)
+            session = self.session.value
+        return Will(self.topics[TopicKind.NODE_STATE],
+                    NodeState(NodeStatus.LOST, session, self.clock(),
+                              reason="agent connection lost").to_bytes(),
+                    delay_s=self.config.will_delay_s)
 
     def _on_central_down(self) -> None:
         self._born = False  # the next connection announces itself again (no lock: paho thread)
@@ -663,7 +671,7 @@ class Agent:
         motor = self._motor
         telemetry = self._telemetry_path(job)
         try:
-            summary = results.build_bundle(
+            summary = bundle.build_bundle(
                 job.workdir / "bundle", telemetry_path=telemetry,
                 stdout_path=job.workdir / results.STDOUT_FILE,
                 job_id=a.job_id, owner=a.owner, node_id=self.node_id, execution=a.execution,
@@ -679,7 +687,7 @@ class Agent:
             return None, None, Outcome(JobState.ERROR, f"result bundle not built: {e}", run)
         for attempt in range(1, self.config.upload_attempts + 1):
             try:
-                key = results.upload_bundle(self.store, a.job_id, job.workdir / "bundle")
+                key = bundle.upload_bundle(self.store, a.job_id, job.workdir / "bundle")
                 return key, summary, outcome
             except RaasError as e:
                 log.warning("job %s: upload attempt %d failed: %s", a.job_id, attempt, e)

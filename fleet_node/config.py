@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gym_raas_mqtt.config import setting
+from gym_raas_mqtt.config import NODE_ID, setting
 from gym_raas_mqtt.errors import ConfigError
 from gym_raas_mqtt.protocol import ID_PATTERN
+from raas_platform.settings import (CENTRAL_MQTT_URL, DATA_DIR, LOCAL_MQTT_URL, LOCAL_SOCKET,
+                                     STORE_URL)
 
 
 @dataclass(frozen=True)
@@ -19,29 +21,22 @@ class AgentConfig:
     e-stop, self-test, per-job client accounts).
     """
 
-    node_id: str = setting("RAAS_NODE_ID", "dev-node", "this node's id (topic level, file names)")
-    central_mqtt_url: str = setting("RAAS_CENTRAL_MQTT_URL", "mqtt://127.0.0.1:1883",
-                                    "central broker (mqtt://host:port)")
+    node_id: str = NODE_ID.field()
+    central_mqtt_url: str = CENTRAL_MQTT_URL.field()
     central_username: str | None = setting("RAAS_AGENT_CENTRAL_USERNAME", None,
                                            "user on the central broker (default node-<id>)")
     central_password_file: Path | None = setting(
         "RAAS_AGENT_CENTRAL_PASSWORD_FILE", None,
         "file holding the central password (raas broker add-node prints it)")
-    local_mqtt_url: str = setting("RAAS_LOCAL_MQTT_URL", "unix:///run/raas/sock/local.sock",
-                                  "node-local broker (unix:///path or mqtt://127.0.0.1:port)")
+    local_mqtt_url: str = LOCAL_MQTT_URL.field()
     local_username: str = setting("RAAS_AGENT_LOCAL_USERNAME", "agent",
                                   "the agent's user on the node-local broker")
     local_password_file: Path | None = setting(
         "RAAS_AGENT_LOCAL_PASSWORD_FILE", None,
         "file holding the agent's node-local password (broker secrets/agent)")
-    local_socket: Path | None = setting(
-        "RAAS_LOCAL_SOCKET", None,
-        "node-local broker's unix socket given to job containers (default: the path of "
-        "RAAS_LOCAL_MQTT_URL when it is unix://)")
-    data_dir: Path = setting("RAAS_DATA_DIR", Path("/var/lib/raas"),
-                             "node data: session counter, job work dirs, motor telemetry")
-    store_url: str = setting("RAAS_STORE_URL", "var/store",
-                             "object store of uploads and result bundles (path, file:// or s3://)")
+    local_socket: Path | None = LOCAL_SOCKET.field()
+    data_dir: Path = DATA_DIR.field()
+    store_url: str = STORE_URL.field()
     clone_timeout_s: float = setting("RAAS_CLONE_TIMEOUT_S", 120.0,
                                      "time limit for fetching a job's code", unit="s")
     clone_max_bytes: int = setting("RAAS_CLONE_MAX_BYTES", 50 * 1024 * 1024,

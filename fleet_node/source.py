@@ -496,7 +496,7 @@ def fetch_source(source: JobSource, dest: Path, limits: FetchLimits, store: Any 
         source: git URL + ref, or an object-store archive key.
         dest: folder to create for the code (its parent must exist and be private to the job).
         limits: see :class:`FetchLimits`.
-        store: the :class:`~gym_raas_mqtt.storage.ObjectStore` holding uploaded archives.
+        store: the :class:`~raas_platform.storage.ObjectStore` holding uploaded archives.
 
     Raises:
         SourceRejected: the job's fault (ends ``failed``).
@@ -507,7 +507,7 @@ def fetch_source(source: JobSource, dest: Path, limits: FetchLimits, store: Any 
         fetched = fetch_git(source.url, source.ref, dest, limits)
         make_readable(fetched.path)
         return fetched
-    from gym_raas_mqtt.storage import ObjectNotFound, StorageError
+    from raas_platform.storage import ObjectNotFound, StorageError
 
     if store is None:
         raise SourceUnavailable("no object store configured for archive sources")

@@ -7,12 +7,12 @@ A bundle is the folder (or object-store prefix) ``results/<job_id>/`` holding:
 ``telemetry.csv``   per-step samples recorded by the **motor node** (never by user code): columns
                     ``episode_id`` (optional) + :data:`~gym_raas_mqtt.protocol.TELEMETRY_COLUMNS`
 ``stdout.log``      the job's stdout/stderr as captured by the node (capped)
-``plot.png``        θ, θ̇, desired/applied action and reward against time (server extras only)
+``plot.png``        θ, θ̇, desired/applied action and reward against time
 ==================  ==========================================================================
 
 Researchers load a downloaded bundle with :func:`load_summary` and :func:`load_telemetry`; the
-dashboard and the demo use :func:`summarize_telemetry`. Only numpy is needed to read; matplotlib
-(Agg backend) is imported only by :func:`render_plot`.
+dashboard and the demo use :func:`summarize_telemetry`; the node builds bundles with
+:mod:`fleet_node.bundle`. Only numpy is needed here.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +146,7 @@ def wrap_angle(theta: np.ndarray) -> np.ndarray:
     return (np.asarray(theta) + np.pi) % (2 * np.pi) - np.pi
 
 
-def _episode_slices(tel: Telemetry) -> list[tuple[int, slice]]:
+def episode_slices(tel: Telemetry) -> list[tuple[int, slice]]:
     if len(tel) == 0:
         return []
     cuts = np.flatnonzero(np.diff(tel.episode_id) != 0) + 1
@@ -158,7 +156,7 @@ def _episode_slices(tel: Telemetry) -> list[tuple[int, slice]]:
 
 def control_period(tel: Telemetry) -> float:
     """The median interval between consecutive samples within episodes (s)."""
-    diffs = [np.diff(tel.t[s]) for _, s in _episode_slices(tel)]
+    diffs = [np.diff(tel.t[s]) for _, s in episode_slices(tel)]
     diffs = [d for d in diffs if len(d)]
     if not diffs:
         return DEFAULT_DT_S
@@ -195,7 +193,7 @@ def summarize_telemetry(tel: Telemetry) -> dict[str, Any]:
     """
     dt = control_period(tel)
     per_episode = []
-    for episode_id, s in _episode_slices(tel):
+    for episode_id, s in episode_slices(tel):
         per_episode.append({
             "episode_id": episode_id,
             "steps": int(s.stop - s.start),
@@ -212,108 +210,6 @@ def summarize_telemetry(tel: Telemetry) -> dict[str, Any]:
         "max_abs_u_applied": float(np.max(np.abs(tel.u_applied))) if len(tel) else 0.0,
         "per_episode": per_episode[:1000],
     }
-
-
-# ------------------------------------------------------------------------------------------------
-# Building a bundle
-# ------------------------------------------------------------------------------------------------
-def build_summary(*, job_id: str, owner: str, node_id: str, state: str, reason: str | None,
-                  telemetry: Telemetry, execution: int = 1, duration_s: float | None = None,
-                  time_limit_s: float | None = None, started_at: float | None = None,
-                  finished_at: float | None = None, commit_sha: str | None = None,
-                  image_digest: str | None = None, calibration_id: str | None = None,
-                  exit_code: int | None = None, output_truncated: bool = False,
-                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The content of ``summary.json``: the job's identity and outcome plus
-    :func:`summarize_telemetry`'s numbers. Times in s since the epoch; durations in s."""
-    summary: dict[str, Any] = {
-        "schema": SUMMARY_SCHEMA,
-        "job_id": job_id, "owner": owner, "node_id": node_id, "execution": execution,
-        "state": state, "reason": reason,
-        "commit_sha": commit_sha, "image_digest": image_digest, "calibration_id": calibration_id,
-        "time_limit_s": time_limit_s, "duration_s": duration_s,
-        "started_at": started_at, "finished_at": finished_at,
-        "exit_code": exit_code, "output_truncated": output_truncated,
-    }
-    summary.update(summarize_telemetry(telemetry))
-    if extra:
-        summary.update(extra)
-    return summary
-
-
-def build_bundle(out_dir: str | Path, *, telemetry_path: str | Path | None,
-                 stdout_path: str | Path | None, plot: bool = True,
-                 **summary_fields: Any) -> dict[str, Any]:
-    """Write a bundle folder: summary.json, telemetry.csv, stdout.log and (if possible) plot.png.
-
-    Args:
-        out_dir: the bundle folder (created; existing files are replaced).
-        telemetry_path: the motor node's CSV for this job, or None when nothing was recorded.
-        stdout_path: the captured output, or None.
-        plot: render plot.png (skipped with a note in the summary if matplotlib is missing).
-        **summary_fields: keyword arguments of :func:`build_summary` except ``telemetry``.
-
-    Returns:
-        The summary written. A malformed telemetry file does not stop the bundle: the summary
-        then says so in ``telemetry_error`` and the raw file is still included.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tel, tel_error = Telemetry.empty(), None
-    if telemetry_path is not None and Path(telemetry_path).is_file():
-        shutil.copyfile(telemetry_path, out / TELEMETRY_FILE)
-        try:
-            tel = read_telemetry_csv(out / TELEMETRY_FILE)
-        except ResultError as e:
-            tel_error = str(e)
-    else:
-        tel_error = "no telemetry recorded"
-    if stdout_path is not None and Path(stdout_path).is_file():
-        shutil.copyfile(stdout_path, out / STDOUT_FILE)
-    else:
-        (out / STDOUT_FILE).write_bytes(b"")
-    extra = dict(summary_fields.pop("extra", None) or {})
-    if tel_error:
-        extra["telemetry_error"] = tel_error
-    if plot and len(tel):
-        try:
-            render_plot(tel, out / PLOT_FILE, title=f"job {summary_fields.get('job_id', '')}")
-        except ImportError:
-            extra["plot_error"] = "matplotlib is not installed"
-    summary = build_summary(telemetry=tel, extra=extra, **summary_fields)
-    _write_json_atomic(out / SUMMARY_FILE, summary)
-    return summary
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, allow_nan=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-_CONTENT_TYPES = {SUMMARY_FILE: "application/json", TELEMETRY_FILE: "text/csv",
-                  STDOUT_FILE: "text/plain; charset=utf-8", PLOT_FILE: "image/png"}
-
-
-def upload_bundle(store: Any, job_id: str, folder: str | Path) -> str:
-    """Upload a bundle folder to ``store`` (an :class:`~gym_raas_mqtt.storage.ObjectStore`).
-
-    summary.json goes last, so a reader who finds it finds the whole bundle.
-
-    Returns:
-        The bundle's key prefix (``results/<job_id>/``).
-
-    Raises:
-        StorageError: an upload failed.
-    """
-    prefix = result_prefix(job_id)
-    files = sorted(Path(folder).iterdir(), key=lambda p: (p.name == SUMMARY_FILE, p.name))
-    for path in files:
-        if path.is_file() and not path.name.startswith("."):
-            store.put_file(prefix + path.name, path, content_type=_CONTENT_TYPES.get(path.name))
-    return prefix
 
 
 # ------------------------------------------------------------------------------------------------
@@ -362,57 +258,6 @@ def load_telemetry(source: str | Path | Any, job_id: str | None = None) -> Telem
         return read_telemetry_csv(path)
 
 
-# ------------------------------------------------------------------------------------------------
-# Plot
-# ------------------------------------------------------------------------------------------------
-def render_plot(tel: Telemetry, path: str | Path, title: str = "") -> Path:
-    """Draw θ (wrapped), θ̇, desired/applied action and reward against time into a PNG.
-
-    Episodes are laid end to end; dotted lines mark where a new one starts.
-
-    Raises:
-        ImportError: matplotlib is not installed.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure  # no pyplot: no global state, thread-safe
-
-    dt = control_period(tel)
-    time_axis = np.empty(len(tel))
-    starts = []
-    offset = 0.0
-    for _, s in _episode_slices(tel):
-        t = tel.t[s] - tel.t[s][0]
-        time_axis[s] = t + offset
-        starts.append(offset)
-        offset += float(t[-1]) + dt
-    fig = Figure(figsize=(9, 8), dpi=100)
-    axes = fig.subplots(4, 1, sharex=True)
-    axes[0].plot(time_axis, wrap_angle(tel.theta), lw=0.8)
-    axes[0].axhspan(-UPRIGHT_RAD, UPRIGHT_RAD, color="tab:green", alpha=0.15, lw=0)
-    axes[0].set_ylabel("θ [rad]")
-    axes[1].plot(time_axis, tel.theta_dot, lw=0.8)
-    axes[1].set_ylabel("θ̇ [rad/s]")
-    axes[2].plot(time_axis, tel.u_desired, lw=0.8, label="desired")
-    axes[2].plot(time_axis, tel.u_applied, lw=0.8, label="applied")
-    axes[2].set_ylabel("action u")
-    axes[2].legend(loc="upper right", fontsize="small")
-    axes[3].plot(time_axis, tel.reward, lw=0.8, color="tab:red")
-    axes[3].set_ylabel("reward")
-    axes[3].set_xlabel("time [s] (episodes end to end)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        for x in starts[1:]:
-            ax.axvline(x, ls=":", color="grey", lw=0.8)
-    if title:
-        axes[0].set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, format="png")
-    return path
-
-
 __all__ = ["Telemetry", "ResultError", "read_telemetry_csv", "summarize_telemetry",
-           "build_summary", "build_bundle", "upload_bundle", "load_summary", "load_telemetry",
-           "render_plot", "result_prefix", "longest_upright_s", "wrap_angle", "UPRIGHT_RAD"]
+           "load_summary", "load_telemetry", "result_prefix", "longest_upright_s", "wrap_angle",
+           "episode_slices", "control_period", "UPRIGHT_RAD"]

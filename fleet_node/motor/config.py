@@ -6,9 +6,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from gym_raas_mqtt.config import setting
+from gym_raas_mqtt.config import NODE_ID, setting
 from gym_raas_mqtt.errors import ConfigError
 from gym_raas_mqtt.protocol import ID_PATTERN
+from raas_platform.settings import DATA_DIR, LOCAL_MQTT_URL
 
 BACKENDS = ("sim", "pigpio")
 
@@ -22,9 +23,8 @@ class MotorConfig:
     reaches within seconds on the original hardware.
     """
 
-    node_id: str = setting("RAAS_NODE_ID", "dev-node", "this node's id (topic level, file names)")
-    local_mqtt_url: str = setting("RAAS_LOCAL_MQTT_URL", "unix:///run/raas/sock/local.sock",
-                                  "node-local broker (unix:///path or mqtt://host:port)")
+    node_id: str = NODE_ID.field()
+    local_mqtt_url: str = LOCAL_MQTT_URL.field()
     mqtt_username: str | None = setting("RAAS_MOTOR_MQTT_USERNAME", "motor",
                                         "the motor node's user on the local broker")
     mqtt_password_file: Path | None = setting(
@@ -62,8 +62,7 @@ class MotorConfig:
     rt_priority: int = setting("RAAS_MOTOR_RT_PRIORITY", 0,
                                "SCHED_FIFO priority of the control loop thread (1-99; 0 = normal "
                                "scheduling; needs CAP_SYS_NICE)")
-    data_dir: Path = setting("RAAS_DATA_DIR", Path("/var/lib/raas"),
-                             "node data; telemetry goes to <dir>/telemetry/<job>.csv")
+    data_dir: Path = DATA_DIR.field()
     telemetry_batch: int = setting("RAAS_MOTOR_TELEMETRY_BATCH", 10,
                                    "samples per telemetry message and file flush", unit="samples")
     keepalive_s: int = setting("RAAS_MOTOR_KEEPALIVE_S", 5, "MQTT keepalive", unit="s")

@@ -46,7 +46,7 @@ import paho.mqtt.client as paho
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.calibration import load_calibration
 from gym_raas_mqtt.errors import ConfigError, ProtocolError, RaasError
-from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client, shutdown
+from gym_raas_mqtt.mqtt import BrokerAddress, Will, connect, make_client, shutdown
 from gym_raas_mqtt.physics import reward
 from gym_raas_mqtt.protocol import (Action, EnvState, EnvStatus, EStop, JobBinding, MotorState,
                                     MotorStatus, Observation, ResetReply, ResetRequest,
@@ -265,9 +265,8 @@ class MotorNode:
         self.motor.close()
 
     def _connect(self, timeout_s: float) -> None:
-        will = (self._t[TopicKind.ENV_MOTOR_STATE],
-                MotorState(MotorStatus.LOST, time.time(), reason="motor node vanished").to_bytes(),
-                1, True)
+        will = Will(self._t[TopicKind.ENV_MOTOR_STATE],
+                    MotorState(MotorStatus.LOST, time.time(), reason="motor node vanished").to_bytes())
         client = make_client(self.address, self.cfg.mqtt_client_id or f"motor-{self.node_id}",
                              will=will)
         client.on_connect = self._on_connect

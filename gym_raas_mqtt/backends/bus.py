@@ -26,9 +26,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gym_raas_mqtt import protocol
-from gym_raas_mqtt.config import load, read_secret, setting
+from gym_raas_mqtt.config import NODE_ID, load, read_secret, setting
 from gym_raas_mqtt.errors import BackendError, ConfigError, MotorFault, ProtocolError
-from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client, message_expiry
+from gym_raas_mqtt.mqtt import BrokerAddress, Will, connect, make_client, message_expiry
 from gym_raas_mqtt.physics import DEFAULT_PARAMS, PendulumParams
 from gym_raas_mqtt.protocol import (Action, EnvState, EnvStatus, MotorState, MotorStatus,
                                     Observation, ResetReply, ResetRequest, TopicKind)
@@ -57,7 +57,7 @@ class BusConfig:
 
     mqtt_url: str = setting("RAAS_MQTT_URL", "unix:///run/raas/local.sock",
                             "node-local broker (unix:///path or mqtt://host:port)")
-    node_id: str = setting("RAAS_NODE_ID", "dev-node", "the node whose motor node to drive")
+    node_id: str = NODE_ID.field()  # the node whose motor node to drive
     username: str | None = setting("RAAS_MQTT_USERNAME", None, "MQTT user name")
     password: str | None = setting("RAAS_MQTT_PASSWORD", None,
                                    "MQTT password, literal or file:/path", secret=True)
@@ -140,7 +140,7 @@ class BusBackend:
         self._stop = threading.Event()
         address = config.address()
         self._address = address
-        will = (self._t_env, EnvState(EnvStatus.LOST, time.time()).to_bytes(), 1, True)
+        will = Will(self._t_env, EnvState(EnvStatus.LOST, time.time()).to_bytes())
         client = make_client(address, config.client_id or f"env-{uuid.uuid4().hex[:12]}",
                              will=will)
         client.on_connect = self._on_connect

@@ -1,9 +1,10 @@
 """The ``raas`` console script: one entry point, subcommands contributed by each component.
 
-argparse (stdlib) keeps the researcher's install free of extra dependencies. Each component module
-listed in :data:`COMMAND_MODULES` defines ``register(subparsers)``, adding its subcommands with
-``set_defaults(func=handler)``; handlers import their heavy dependencies themselves, so ``raas
---help`` works with only the base install and a missing extra gives a clear message.
+argparse (stdlib) keeps the researcher's install free of extra dependencies. The researcher's own
+commands are the modules in :data:`COMMAND_MODULES`; an installed platform adds its service and
+operator commands through the ``raas.commands`` entry-point group (raas-platform/pyproject.toml),
+so this package never imports the platform. Each provider defines ``register(subparsers)``, adding
+its subcommands with ``set_defaults(func=handler)``; a missing extra gives a clear message.
 """
 
 from __future__ import annotations
@@ -12,40 +13,45 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from importlib.metadata import entry_points
+from typing import Any, Callable, Iterator, Sequence
 
 from gym_raas_mqtt import __version__
 from gym_raas_mqtt.errors import RaasError
 
 COMMAND_MODULES = (
     "gym_raas_mqtt.cli.info",  # protocol, config: docs of the contract and settings
-    "gym_raas_mqtt.cli.client",  # submit, jobs, logs, results, nodes, cancel (REST client)
-    "gym_raas_mqtt.cli.stack",  # stack up/down/demo: the whole platform on one machine
-    "broker_config.cli",  # broker central|local, broker passwd
-    "fleet_node.cli",  # node motor|agent|calibrate
-    "dispatcher.cli",  # dispatcher
-    "dashboard.cli",  # dashboard, user
+    "gym_raas_mqtt.cli.client",  # login, submit, jobs, logs, results, nodes, cancel (REST client)
 )
+COMMAND_GROUP = "raas.commands"
+"""Entry-point group through which other distributions add commands (value: ``module:register``)."""
+
+
+def _registrars() -> Iterator[tuple[str, Callable[[Any], None]]]:
+    for name in COMMAND_MODULES:
+        yield name, importlib.import_module(name).register
+    for ep in entry_points(group=COMMAND_GROUP):
+        try:
+            yield ep.value, ep.load()
+        except ModuleNotFoundError as e:  # the distribution's extra is not installed
+            logging.getLogger(__name__).debug("skipping %s: %s", ep.value, e)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``raas`` argument parser with every installed command."""
     parser = argparse.ArgumentParser(
         prog="raas", description="RaaS-MQTT: run Gymnasium controllers on real pendulums.")
     parser.add_argument("--version", action="version", version=f"raas {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:  # component not installed in this environment
-            logging.getLogger(__name__).debug("skipping %s: %s", name, e)
-            continue
-        module.register(sub)
+    for _, register in _registrars():
+        register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``raas`` command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+from importlib.metadata import entry_points
+
+from gym_raas_mqtt import protocol
+from gym_raas_mqtt.config import describe
+
+SETTINGS_GROUP = "raas.settings"
+"""Entry-point group naming every installed config dataclass (value: ``module:Class``)."""
 
 
 def _table(rows: list[dict[str, str]]) -> str:
@@ -16,44 +22,47 @@ def _table(rows: list[dict[str, str]]) -> str:
 
 
 def cmd_protocol(args: argparse.Namespace) -> int:
-    from gym_raas_mqtt import protocol
-
+    """``raas protocol``: print the topic tree as Markdown."""
     print(f"Protocol version {protocol.PROTOCOL_VERSION}, root `{protocol.ROOT}/`\n")
     print(_table([{k: f"`{v}`" if k == "topic" else v for k, v in r.items()}
                   for r in protocol.describe_topics()]))
     return 0
 
 
-CONFIG_CLASSES = (
-    "gym_raas_mqtt.backends.bus:BusConfig",
-    "gym_raas_mqtt.cli.client:ClientConfig",
-    "broker_config.config:BrokerConfig",
-    "fleet_node.motor.config:MotorConfig",
-    "fleet_node.motor.pigpio_motor:PigpioConfig",
-    "fleet_node.config:AgentConfig",
-    "fleet_node.runner:RunnerConfig",
-    "dispatcher.config:DispatcherConfig",
-    "dashboard.config:DashboardConfig",
-)
+def config_classes() -> list[type]:
+    """Every installed config dataclass, researcher's first (``raas.settings`` entry points)."""
+    out = []
+    eps = sorted(entry_points(group=SETTINGS_GROUP),
+                 key=lambda ep: not ep.value.startswith("gym_raas_mqtt."))
+    for ep in eps:
+        try:
+            out.append(ep.load())
+        except (ModuleNotFoundError, AttributeError):  # that distribution's extra is missing
+            continue
+    return out
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from gym_raas_mqtt.config import describe
-
-    for ref in CONFIG_CLASSES:
-        mod, _, name = ref.partition(":")
-        try:
-            cls = getattr(importlib.import_module(mod), name)
-        except (ModuleNotFoundError, AttributeError):
+    """``raas config``: print every ``RAAS_*`` variable once, under the first service that reads
+    it, with every service that reads it (Markdown)."""
+    rows = describe(config_classes())
+    by_first: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_first.setdefault(r["used_by"].split(", ")[0], []).append(r)
+    for cls in config_classes():
+        own = by_first.get(cls.__name__, [])
+        if not own:
             continue
-        print(f"## {name} (`{mod}`)\n")
+        print(f"## {cls.__name__} (`{cls.__module__}`)\n")
         print(_table([{"variable": f"`{r['env']}`", "default": f"`{r['default']}`",
-                       "unit": r["unit"], "meaning": r["help"]} for r in describe(cls)]))
+                       "unit": r["unit"], "meaning": r["help"], "also read by": ", ".join(
+                           r["used_by"].split(", ")[1:])} for r in own]))
         print()
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``protocol`` and ``config`` to the ``raas`` parser."""
     p = sub.add_parser("protocol", help="print the MQTT topic tree (Markdown)")
     p.set_defaults(func=cmd_protocol)
     p = sub.add_parser("config", help="print every RAAS_* setting with its default (Markdown)")

@@ -95,10 +95,10 @@ def test_node_will_is_delivered(broker, probe, watcher, uid):
     """The broker checks the will against the node's ACL: its own state must be allowed."""
     node = f"n{uid}"
     pw = provision.ensure_node(broker.admin, node)
-    from gym_raas_mqtt.mqtt import connect, make_client
+    from gym_raas_mqtt.mqtt import Will, connect, make_client
 
     c = make_client(broker.address(provision.node_username(node), pw),
-                    will=(topic(K.NODE_STATE, node=node), b"lost", 1, True))
+                    will=Will(topic(K.NODE_STATE, node=node), b"lost", 1, True))
     connect(c)
     c.loop(1.0)
     c.socket().close()  # vanish without DISCONNECT

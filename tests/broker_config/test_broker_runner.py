@@ -34,10 +34,10 @@ def _mode(path: Path) -> int:
 
 def test_start_is_fast_idempotent_and_private(tmp_path, probe):
     started = time.monotonic()
-    h = start_broker("local", tmp_path, port=_port(), node_id="pi7")
+    h = start_broker("local", tmp_path, port=_port(), node_id="pi7", central_url="")
     try:
         assert time.monotonic() - started < 1.0
-        again = start_broker("local", tmp_path, port=_port(), node_id="pi7")
+        again = start_broker("local", tmp_path, port=_port(), node_id="pi7", central_url="")
         assert again.pid == h.pid and again.port == h.port and again.node_id == "pi7"
         assert again.socket_path == h.socket_path
         # the plugin rewrites its JSON on every change: it must stay private (umask 077)

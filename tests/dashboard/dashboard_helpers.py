@@ -15,8 +15,8 @@ from dashboard.config import DashboardConfig
 from dispatcher import queue
 from dispatcher.models import database
 from gym_raas_mqtt.protocol import JobState
-from gym_raas_mqtt.results import build_bundle, upload_bundle
-from gym_raas_mqtt.storage import open_store
+from fleet_node.bundle import build_bundle, upload_bundle
+from raas_platform.storage import open_store
 
 
 def tgz(members: dict[str, bytes]) -> bytes:

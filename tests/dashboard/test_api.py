@@ -104,7 +104,7 @@ def test_archive_upload(app: Any, client: Any, alice: Any, dash_config: Any) -> 
     job = r.get_json()
     key = job["source"]["archive_key"]
     assert job["source"]["kind"] == "archive" and key.startswith("uploads/alice/")
-    from gym_raas_mqtt.storage import open_store
+    from raas_platform.storage import open_store
 
     assert open_store(dash_config.store_url).get_bytes(key) == data
 

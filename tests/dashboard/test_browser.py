@@ -20,8 +20,8 @@ from gym_raas_mqtt import protocol
 from gym_raas_mqtt.physics import PendulumParams, angle_normalize, reward, step
 from gym_raas_mqtt.protocol import (JobState, JobStatus, LogChunk, LogStream, NodeMeta, NodeState,
                                     NodeStatus, TelemetryBatch, TopicKind)
-from gym_raas_mqtt.results import build_bundle, upload_bundle
-from gym_raas_mqtt.storage import open_store
+from fleet_node.bundle import build_bundle, upload_bundle
+from raas_platform.storage import open_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker]
 CHROMIUM = "/usr/bin/chromium"

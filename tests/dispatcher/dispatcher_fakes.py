@@ -32,9 +32,9 @@ class FakeNode:
 
     def start(self, state: NodeStatus = NodeStatus.IDLE, job_id: str | None = None) -> "FakeNode":
         self.state_now = (state, job_id)
-        will = (protocol.topic(TopicKind.NODE_STATE, node=self.node_id),
-                protocol.NodeState(state=NodeStatus.LOST, session=self.session,
-                                   ts=time.time()).to_bytes(), 1, True)
+        will = mqtt.Will(protocol.topic(TopicKind.NODE_STATE, node=self.node_id),
+                         protocol.NodeState(state=NodeStatus.LOST, session=self.session,
+                                            ts=time.time()).to_bytes())
         c = mqtt.make_client(self.address, f"fake-{self.node_id}-{self.session}", will=will)
         c.on_connect = self._on_connect
         c.on_message = self._on_message

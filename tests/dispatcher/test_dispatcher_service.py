@@ -14,6 +14,7 @@ import pytest
 
 from dispatcher import queue as Q
 from dispatcher.config import DispatcherConfig
+from dispatcher.limits import QueueLimits
 from dispatcher.models import JobEvent, Node, init_db
 from dispatcher.service import Dispatcher
 from dispatcher_fakes import FakeNode, Watcher
@@ -42,8 +43,10 @@ class Clock:
 def settings(broker, db_url: str, uid: str, **kw) -> DispatcherConfig:
     return load(DispatcherConfig, environ={}, database_url=db_url,
                 mqtt_url=broker.url, mqtt_username=None, client_id=f"disp-{uid}",
-                accept_timeout_s=5.0, lost_grace_s=10.0, tick_s=0.05,
-                time_limit_grace_s=2.0, cancel_grace_s=5.0, **kw)
+                lost_grace_s=10.0, tick_s=0.05, **kw)
+
+
+LIMITS = QueueLimits(accept_timeout_s=5.0, time_limit_grace_s=2.0, cancel_grace_s=5.0)
 
 
 @pytest.fixture
@@ -56,7 +59,7 @@ def env(request, mini_broker, tmp_path, uid):
     else:
         db_url = f"sqlite:///{tmp_path / 'raas.db'}"
     cfg = settings(mini_broker, db_url, uid)
-    disp = Dispatcher(cfg, clock=clock)
+    disp = Dispatcher(cfg, LIMITS, clock=clock)
     disp.start()
     assert disp.ready.wait(5)
     nodes: list[FakeNode] = []
@@ -191,7 +194,7 @@ def test_no_acceptance_reassigns_to_another_node(env):
     jid = env.submit()
     assert a.assignment().job_id == jid
     b = env.node("b")
-    env.advance(env.config.accept_timeout_s + 0.1)
+    env.advance(LIMITS.accept_timeout_s + 0.1)
     a.cleared()
     got = b.assignment()
     assert (got.job_id, got.execution, got.version) == (jid, 2, 1)
@@ -251,7 +254,7 @@ def test_time_limit_enforced_with_cancel_command(env):
     jid = env.submit(time_limit_s=3)
     got = a.assignment()
     assert a.update(jid, 1, JobState.RUNNING, got.version)[0]
-    env.advance(3 + env.config.time_limit_grace_s + 0.1)
+    env.advance(3 + LIMITS.time_limit_grace_s + 0.1)
     cmd = a.commands.get(timeout=5)
     assert (cmd.command, cmd.job_id) == (protocol.NodeCommandKind.CANCEL_JOB, jid)
     a.cleared()

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gym_raas_mqtt.cli.stack import Stack, print_results, run_demo
+from raas_platform.stack.demo import print_results, run_demo
+from raas_platform.stack.processes import Stack
 from gym_raas_mqtt.results import load_summary, load_telemetry
-from gym_raas_mqtt.storage import open_store
+from raas_platform.storage import open_store
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.broker, pytest.mark.slow]

@@ -31,7 +31,7 @@ from fleet_node.runner import RunOutcome
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client
 from gym_raas_mqtt.protocol import JobState, LogStream, TopicKind
-from gym_raas_mqtt.storage import LocalStore
+from raas_platform.storage import LocalStore
 from tests.conftest import free_port
 
 

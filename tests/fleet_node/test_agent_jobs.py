@@ -10,6 +10,7 @@ import pytest
 from broker_config.dynsec import DynSec
 from dispatcher import queue as Q
 from dispatcher.config import DispatcherConfig
+from dispatcher.limits import QueueLimits
 from dispatcher.service import Dispatcher
 from gym_raas_mqtt import protocol, results
 from gym_raas_mqtt.config import load
@@ -39,9 +40,9 @@ def dispatcher(broker, tmp_path, uid):
     cfg = load(DispatcherConfig, environ={}, database_url=f"sqlite:///{tmp_path / 'raas.db'}",
                mqtt_url=broker.address().url(), mqtt_username="dispatcher",
                mqtt_password_file=broker.secrets / "dispatcher", client_id=f"disp-{uid}",
-               accept_timeout_s=10.0, lost_grace_s=3.0, tick_s=0.1, time_limit_grace_s=10.0,
-               cancel_grace_s=10.0)
-    d = Dispatcher(cfg)
+               lost_grace_s=3.0, tick_s=0.1)
+    d = Dispatcher(cfg, QueueLimits(accept_timeout_s=10.0, time_limit_grace_s=10.0,
+                                    cancel_grace_s=10.0))
     d.start()
     assert d.ready.wait(10)
     Q.ensure_owner("alice", max_running=5)

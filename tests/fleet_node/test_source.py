@@ -23,7 +23,7 @@ from fleet_node.source import (
     fetch_source,
 )
 from gym_raas_mqtt.protocol import JobSource, SourceKind
-from gym_raas_mqtt.storage import LocalStore
+from raas_platform.storage import LocalStore
 
 LIMITS = FetchLimits(allowed_schemes=("https", "ssh", "file"), timeout_s=30)
 

@@ -25,7 +25,7 @@ from gym_raas_mqtt import protocol  # noqa: E402
 from gym_raas_mqtt.cli import main  # noqa: E402
 from gym_raas_mqtt.cli.client import pack_directory  # noqa: E402
 from gym_raas_mqtt.protocol import JobState, JobStatus, LogChunk, TopicKind  # noqa: E402
-from gym_raas_mqtt.storage import open_store  # noqa: E402
+from raas_platform.storage import open_store  # noqa: E402
 
 
 @pytest.fixture

@@ -17,16 +17,15 @@ from gym_raas_mqtt.results import (
     SUMMARY_FILE,
     TELEMETRY_FILE,
     ResultError,
-    build_bundle,
     load_summary,
     load_telemetry,
     longest_upright_s,
     read_telemetry_csv,
     result_prefix,
     summarize_telemetry,
-    upload_bundle,
 )
-from gym_raas_mqtt.storage import LocalStore, ObjectNotFound
+from fleet_node.bundle import build_bundle, upload_bundle
+from raas_platform.storage import LocalStore, ObjectNotFound
 
 DT = 0.05
 

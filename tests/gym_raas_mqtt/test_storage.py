@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from gym_raas_mqtt.errors import ConfigError
-from gym_raas_mqtt.storage import (
+from raas_platform.storage import (
     LocalStore,
     ObjectNotFound,
     ObjectStore,

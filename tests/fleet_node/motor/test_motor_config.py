@@ -24,7 +24,7 @@ def test_invalid_settings_are_refused(env):
 
 
 def test_every_setting_is_documented():
-    rows = describe(MotorConfig)
+    rows = describe([MotorConfig])
     assert all(r["env"].startswith("RAAS_") and r["help"] for r in rows)
     assert len(rows) == len(MotorConfig.__dataclass_fields__)
 

@@ -1,16 +1,10 @@
-"""paho-mqtt client construction shared by every component: MQTT 5, VERSION2 callbacks, TCP_NODELAY.
+"""paho-mqtt construction shared by every component: MQTT 5, VERSION2 callbacks, TCP_NODELAY.
 
 paho does not set TCP_NODELAY; without it a QoS 1 round trip costs ~40 ms on loopback (Nagle plus the
 delayed-ACK timer, see ../shared/reference/bus-protocol.md), so every socket gets it here.
 
-Broker addresses are URLs:
-
-========================================  ==================================================
-``mqtt://user:pass@host:1883``            TCP
-``unix:///run/raas/local.sock``           unix domain socket (what a job container is given)
-========================================  ==================================================
-
-The password may also come from ``password_file`` (a path) so it never appears in a URL.
+Services use :class:`gym_raas_mqtt.mqtt.Link`, built on these functions. Only the two hot loops (the
+env's bus backend and the motor node) call them directly, to own their network loop.
 """
 
 from __future__ import annotations
@@ -20,74 +14,46 @@ import logging
 import socket
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from gym_raas_mqtt.errors import ConfigError
+from gym_raas_mqtt.mqtt.address import BrokerAddress
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class BrokerAddress:
-    """Where and as whom to connect.
+class Will:
+    """A message the broker publishes on a client's behalf when its connection is lost.
+
+    :meth:`gym_raas_mqtt.mqtt.Link.close` takes the same type as the *goodbye* a client publishes
+    itself on a clean exit (a clean DISCONNECT sends no will).
 
     Attributes:
-        transport: ``"tcp"`` or ``"unix"``.
-        host: host name (tcp) or socket path (unix).
-        port: TCP port (0 for unix).
-        username: MQTT user name, or None for none.
-        password: MQTT password, or None.
+        topic: where it goes.
+        payload: the bytes.
+        qos: 0 or 1.
+        retain: stored as the topic's retained message.
+        delay_s: MQTT 5 will delay interval [s] (0 = published at once).
     """
 
-    transport: str
-    host: str
-    port: int = 0
-    username: str | None = None
-    password: str | None = None
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+    delay_s: int = 0
 
-    @classmethod
-    def parse(cls, url: str, username: str | None = None, password: str | None = None,
-              password_file: str | Path | None = None) -> "BrokerAddress":
-        """Parse ``mqtt://[user[:pass]@]host[:port]`` or ``unix:///path``.
-
-        Explicit ``username``/``password``/``password_file`` override those in the URL.
-
-        Raises:
-            ConfigError: unknown scheme or missing host/path.
-        """
-        parts = urlsplit(url)
-        user = unquote(parts.username) if parts.username else None
-        pwd = unquote(parts.password) if parts.password else None
-        if password_file:
-            pwd = Path(password_file).read_text().strip()
-        user = username or user
-        pwd = password or pwd
-        if parts.scheme in ("mqtt", "tcp"):
-            if not parts.hostname:
-                raise ConfigError(f"broker URL {url!r} has no host")
-            return cls("tcp", parts.hostname, parts.port or 1883, user, pwd)
-        if parts.scheme == "unix":
-            path = parts.path or parts.netloc
-            if not path:
-                raise ConfigError(f"broker URL {url!r} has no socket path")
-            return cls("unix", path, 0, user, pwd)
-        raise ConfigError(f"broker URL {url!r}: scheme must be mqtt:// or unix://")
-
-    def url(self, with_credentials: bool = False) -> str:
-        """The address as a URL (credentials only when asked: URLs end up in logs)."""
-        cred = ""
-        if with_credentials and self.username:
-            cred = self.username + (f":{self.password}" if self.password else "") + "@"
-        if self.transport == "unix":
-            return f"unix://{self.host}"
-        return f"mqtt://{cred}{self.host}:{self.port}"
+    def properties(self) -> Properties | None:
+        """The WILL properties carrying :attr:`delay_s`, or None without a delay."""
+        if not self.delay_s:
+            return None
+        props = Properties(PacketTypes.WILLMESSAGE)
+        props.WillDelayInterval = self.delay_s
+        return props
 
 
 def _set_nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -98,17 +64,21 @@ def _set_nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
         log.warning("could not set TCP_NODELAY: %s", e)
 
 
-def make_client(address: BrokerAddress, client_id: str | None = None, *,
-                will: tuple[str, bytes, int, bool] | None = None,
-                will_delay_s: int = 0, session_expiry_s: int = 0,
-                clean_start: bool = True, userdata: Any = None) -> paho.Client:
+def set_will(client: paho.Client, will: Will) -> None:
+    """Set (or replace, while disconnected) the last will ``client`` sends with its next CONNECT."""
+    client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain,
+                    properties=will.properties())
+
+
+def make_client(address: BrokerAddress, client_id: str | None = None, *, will: Will | None = None,
+                session_expiry_s: int = 0, clean_start: bool = True,
+                userdata: Any = None) -> paho.Client:
     """Create (not connect) a paho client configured the way the whole project expects.
 
     Args:
         address: broker to use.
         client_id: MQTT client id; random when None. Brokers bind ids to credentials.
-        will: ``(topic, payload, qos, retain)`` of the last will, or None.
-        will_delay_s: MQTT 5 will delay interval in s (0 = publish the will at once).
+        will: the last will, or None.
         session_expiry_s: MQTT 5 session expiry interval in s (0 = session ends on disconnect).
         clean_start: start a new session (False resumes a persistent one).
         userdata: passed to callbacks.
@@ -127,12 +97,7 @@ def make_client(address: BrokerAddress, client_id: str | None = None, *,
     if address.username:
         client.username_pw_set(address.username, address.password)
     if will is not None:
-        props = None
-        if will_delay_s:
-            props = Properties(PacketTypes.WILLMESSAGE)
-            props.WillDelayInterval = will_delay_s
-        topic, payload, qos, retain = will
-        client.will_set(topic, payload, qos=qos, retain=retain, properties=props)
+        set_will(client, will)
     client._raas_connect_args = (address, clean_start, session_expiry_s)  # type: ignore[attr-defined]
     return client
 
