@@ -50,8 +50,9 @@ up: system-deps venv images
 down:
 	@scripts/demo.sh --stop
 
-docs: venv  ## regenerate docs/configuration.md from the config dataclasses
-	@{ echo "# Configuration"; echo; echo "Every setting of every service, generated from the code by \`raas config\` (\`make docs\`). Services read only these \`RAAS_*\` environment variables; a \`..._FILE\` or \`file:/path\` value keeps a secret out of the environment."; echo; $(VENV)/bin/raas config; } > docs/configuration.md
+docs: venv  ## regenerate docs/configuration.md and the module table of docs/architecture.md
+	@{ echo "# Configuration"; echo; echo "Every setting of every service, generated from the code by \`raas config\` (\`make docs\`). Services read only these \`RAAS_*\` environment variables, each declared once; a \`..._FILE\` or \`file:/path\` value keeps a secret out of the environment."; echo; $(VENV)/bin/raas config; } > docs/configuration.md
+	@$(PY) scripts/module_table.py
 
 bench: system-deps venv  ## every benchmark; each prints its numbers (see docs/performance.md)
 	$(PY) bench/sim_speed.py

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from broker_config.runner import start_broker
-from dashboard import create_app
+from dashboard.app import create_app
 from dashboard.accounts import create_user
 from dashboard.config import DashboardConfig
 from dashboard.server import BackgroundServer
@@ -86,7 +86,8 @@ def main() -> int:
         hub = app.extensions["raas_hub"]
         with database.connection_context():
             create_user("bench", PASSWORD)
-            job = queue.enqueue("bench", JobSource(SourceKind.GIT, url="https://x.org/r"), 60).id
+            job = queue.enqueue("bench", JobSource(SourceKind.GIT, url="https://x.org/r"), 60,
+                                limits=app.extensions["raas_queue_limits"]).id
         deadline = time.monotonic() + 10
         while not hub.connected and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -1,14 +1,21 @@
-"""``raas broker ...``: run the central or a node-local Mosquitto and manage its accounts."""
+"""``raas broker ...``: run the central or a node-local Mosquitto and manage its accounts.
+
+Handlers import the broker machinery when they run, so ``raas --help`` stays light.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from broker_config.config import BrokerConfig
+from broker_config.seed import write_private
+from gym_raas_mqtt.config import load, read_secret
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``broker central|local|stop|add-node|add-user`` to the ``raas`` parser."""
     p = subparsers.add_parser("broker", help="run and administer the Mosquitto brokers",
                               description="Run the central or a node-local Mosquitto (config, "
                               "dynamic-security roles and service passwords are generated in "
@@ -58,15 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _dir(args: argparse.Namespace, role: str) -> Path:
-    from broker_config.config import BrokerConfig
-    from gym_raas_mqtt.config import load
-
+    """The runtime directory: ``--dir``, else the configured one for ``role``."""
     return args.dir.resolve() if args.dir else load(BrokerConfig).runtime_dir(role)
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``raas broker central|local``: run a broker (foreground, or ``--background``)."""
     from broker_config import runner
-    from gym_raas_mqtt.config import read_secret
 
     kwargs: dict = {"port": args.port}
     if args.role == "central":
@@ -91,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
+    """``raas broker stop``: stop a background broker."""
     from broker_config.runner import stop_broker
 
     run_dir = _dir(args, args.role)
@@ -101,38 +107,39 @@ def _stop(args: argparse.Namespace) -> int:
     return 1
 
 
-def _write_secret(path: Path, password: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(password + "\n")
-
-
 def _admin(run_dir: Path):
-    from broker_config.runner import BrokerError, _adopt, _running_pid, BrokerHandle
+    """The central broker running in ``run_dir`` (its handle holds the admin's credentials).
 
-    probe = BrokerHandle("central", run_dir, "", 0)
-    pid = _running_pid(probe)
-    if pid is None:
+    Raises:
+        BrokerError: none runs there.
+    """
+    from broker_config.handle import BrokerError, find_running
+
+    handle = find_running("central", run_dir)
+    if handle is None:
         raise BrokerError(f"no central broker running in {run_dir}: start it first")
-    return _adopt("central", run_dir, pid)
+    return handle
 
 
 def _add_node(args: argparse.Namespace) -> int:
+    """``raas broker add-node``: create or re-key a node's central accounts."""
     from broker_config import provision
 
     h = _admin(_dir(args, "central"))
     for username, fn in ((provision.node_username(args.node_id), provision.ensure_node),
                          (provision.bridge_username(args.node_id), provision.ensure_bridge)):
-        _write_secret(h.secrets / username, fn(h.admin_address, args.node_id))
+        write_private(h.secrets / username, fn(h.admin_address, args.node_id) + "\n")
         print(f"{username}: password in {h.secrets / username}")
     return 0
 
 
 def _add_user(args: argparse.Namespace) -> int:
+    """``raas broker add-user``: create or re-key a researcher's read-only account."""
     from broker_config import provision
 
     h = _admin(_dir(args, "central"))
     username = provision.user_username(args.owner)
-    _write_secret(h.secrets / username, provision.ensure_user(h.admin_address, args.owner))
+    write_private(h.secrets / username,
+                  provision.ensure_user(h.admin_address, args.owner) + "\n")
     print(f"{username}: password in {h.secrets / username}")
     return 0

@@ -16,10 +16,10 @@ from typing import Any, Iterable
 
 from broker_config.acl import CONTROL_RESPONSE, CONTROL_TOPIC, Acl
 from gym_raas_mqtt.errors import RaasError
-from gym_raas_mqtt import mqtt
-from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client
+from gym_raas_mqtt.mqtt import BrokerAddress, BrokerUnreachable, ConnectionRefused, Link
 
 log = logging.getLogger(__name__)
+KEEPALIVE_S = 30  # MQTT keepalive of the admin connection [s]
 
 
 class DynSecError(RaasError, RuntimeError):
@@ -39,6 +39,8 @@ class DynSec:
         with DynSec(handle.admin_address) as ds:
             ds.create_client("node-pi1", password, ["node-pi1"])
 
+    The ``$CONTROL`` topics are the plugin's, not the protocol's, so the :class:`Link` is raw.
+
     Args:
         admin_address: a client with the ``admin`` role (or the agent on a node-local broker).
         timeout_s: how long to wait for connecting and for each answer (s).
@@ -52,33 +54,16 @@ class DynSec:
         self.timeout_s = timeout_s
         self._pending: dict[str, tuple[threading.Event, list[dict]]] = {}
         self._lock = threading.Lock()
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
-        self._error: str | None = None
-        self._client = make_client(admin_address, f"dynsec-{uuid.uuid4().hex[:10]}")
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        self._link = Link(admin_address, f"dynsec-{uuid.uuid4().hex[:10]}", name="dynsec",
+                          subscriptions=[(CONTROL_RESPONSE, 1)], on_message=self._on_response,
+                          raw=True, keepalive_s=KEEPALIVE_S)
 
-    # -- paho callbacks (never raise) -----------------------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self._error = f"connect refused: {reason_code}"
-            self._subscribed.set()
-        else:
-            client.subscribe(CONTROL_RESPONSE, qos=1)
-        self._connected.set()
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            self._error = f"not allowed to subscribe {CONTROL_RESPONSE}: {reason_codes}"
-        self._subscribed.set()
-
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_response(self, topic: str, payload: bytes) -> None:
+        """Hand each response to the command waiting for its correlationData (paho's thread)."""
         try:
-            responses = json.loads(msg.payload)["responses"]
+            responses = json.loads(payload)["responses"]
         except (ValueError, KeyError, TypeError):
-            log.warning("malformed dynsec response %r", bytes(msg.payload[:200]))
+            log.warning("malformed dynsec response %r", payload[:200])
             return
         for resp in responses if isinstance(responses, list) else ():
             corr = resp.get("correlationData") if isinstance(resp, dict) else None
@@ -100,20 +85,22 @@ class DynSec:
         """Connect and subscribe to the response topic.
 
         Raises:
-            DynSecError: refused, unreachable, or no answer within ``timeout_s``.
+            DynSecError: refused (also: not allowed to subscribe the response topic),
+                unreachable, or no answer within ``timeout_s``.
         """
         try:
-            connect(self._client, keepalive_s=30)
-        except OSError as e:
+            self._link.start(self.timeout_s)
+        except BrokerUnreachable as e:
+            self.close()
             raise DynSecError(f"cannot reach {self.address.url()}: {e}") from e
-        self._client.loop_start()
-        if not self._subscribed.wait(self.timeout_s) or self._error:
+        except ConnectionRefused as e:
             self.close()
             raise DynSecError(f"dynsec admin {self.address.username!r} on {self.address.url()}: "
-                              f"{self._error or 'no answer'}")
+                              f"{e}") from e
 
     def close(self) -> None:
-        mqtt.shutdown(self._client)
+        """Disconnect and stop the network thread. Idempotent."""
+        self._link.close()
 
     # -- raw commands ---------------------------------------------------------------------------
     def command(self, command: str, **params: Any) -> dict:
@@ -129,7 +116,7 @@ class DynSec:
             self._pending[corr] = (event, box)
         payload = json.dumps({"commands": [{"command": command, "correlationData": corr,
                                             **params}]})
-        info = self._client.publish(CONTROL_TOPIC, payload, qos=1)
+        info = self._link.publish(CONTROL_TOPIC, payload.encode(), qos=1)
         if not event.wait(self.timeout_s):
             with self._lock:
                 self._pending.pop(corr, None)
@@ -172,6 +159,7 @@ class DynSec:
         return True
 
     def set_password(self, username: str, password: str) -> None:
+        """Replace a client's password."""
         self.command("setClientPassword", username=username, password=password)
 
     def get_client(self, username: str) -> dict | None:
@@ -184,9 +172,11 @@ class DynSec:
             raise
 
     def add_client_role(self, username: str, role: str) -> None:
+        """Give a client one more role."""
         self.command("addClientRole", username=username, rolename=role)
 
     def list_clients(self) -> list[str]:
+        """Every client's username."""
         return list(self.command("listClients", count=-1, offset=0).get("clients", []))
 
     # -- roles ----------------------------------------------------------------------------------
@@ -200,6 +190,7 @@ class DynSec:
             {"acltype": t, "topic": f, "priority": 0, "allow": True} for t, f in acls])
 
     def get_role(self, name: str) -> dict | None:
+        """The role's description (with its ``acls``), or None when it does not exist."""
         try:
             return self.command("getRole", rolename=name).get("role")
         except DynSecError as e:

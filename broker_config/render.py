@@ -19,6 +19,7 @@ class Bridge:
 
     @property
     def username(self) -> str:
+        """The bridge's central account, ``bridge-<node>``."""
         return f"bridge-{self.node_id}"
 
 

@@ -30,6 +30,22 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
+def write_private(path: Path, text: str, *, exclusive: bool = False) -> Path:
+    """Write ``text`` to ``path``, readable by its owner only (0600; parent folders created).
+
+    Args:
+        exclusive: refuse to replace an existing file.
+
+    Raises:
+        FileExistsError: ``exclusive`` and the file exists.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    with os.fdopen(os.open(path, flags, 0o600), "w") as f:
+        f.write(text)
+    return path
+
+
 def hash_password(password: str, salt: bytes | None = None) -> dict[str, object]:
     """The plugin's stored form of ``password``: PBKDF2-HMAC-SHA512 over a 12-byte salt."""
     salt = salt if salt is not None else os.urandom(12)
@@ -39,6 +55,7 @@ def hash_password(password: str, salt: bytes | None = None) -> dict[str, object]
 
 
 def role_entry(name: str, acls: Iterable[Acl]) -> dict[str, object]:
+    """The plugin's JSON form of role ``name`` allowing exactly ``acls``."""
     return {"rolename": name,
             "acls": [{"acltype": t, "topic": f, "priority": 0, "allow": True} for t, f in acls]}
 

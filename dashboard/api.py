@@ -13,12 +13,16 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from broker_config.provision import ensure_user, user_username
 from dashboard import accounts, jobs, openapi
-from dashboard import json_error
+from dashboard.errors import json_error
 from dashboard.submission import SubmissionError, archive_source, check_time_limit, git_source
 from dashboard.submission import submit as submit_job
+from dispatcher import queue
 from dispatcher.models import Job
+from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import RaasError
+from gym_raas_mqtt.mqtt import BrokerAddress
 from gym_raas_mqtt.protocol import JobState
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -26,6 +30,8 @@ PUBLIC_ENDPOINTS = {"api.openapi_document", "api.create_token"}
 
 
 class ApiError(Exception):
+    """A request the API refuses: answered as ``{"error", "reason"}`` with ``status``."""
+
     def __init__(self, status: int, error: str, reason: str) -> None:
         super().__init__(reason)
         self.status, self.error, self.reason = status, error, reason
@@ -46,6 +52,7 @@ def _submission_error(e: SubmissionError) -> Any:
 
 @bp.before_request
 def require_auth() -> Any:
+    """401 without a user; changes (not GET/HEAD) need a bearer token, not a session."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if g.user is None:
@@ -70,6 +77,7 @@ def _json_body() -> dict[str, Any]:
 # -- documents and accounts --------------------------------------------------------------------
 @bp.get("/openapi.json")
 def openapi_document() -> Any:
+    """The OpenAPI document of this API (public)."""
     return jsonify(openapi.document())
 
 
@@ -92,11 +100,7 @@ def create_token() -> Any:
 
 def broker_info() -> dict[str, Any]:
     """How a user reaches their own job topics on the central broker (no password)."""
-    from gym_raas_mqtt import protocol
-
     cfg = current_app.extensions["raas_config"]
-    from broker_config.provision import user_username
-
     url = cfg.public_broker_url or cfg.broker_url
     parts = urlsplit(url) if url else None
     return {"url": url, "host": parts.hostname if parts else None,
@@ -108,6 +112,7 @@ def broker_info() -> dict[str, Any]:
 
 @bp.get("/me")
 def me() -> Any:
+    """The caller's account and how they reach the broker."""
     u = g.user
     return jsonify({"name": u.name, "is_admin": u.is_admin, "max_running": u.max_running,
                     "broker": broker_info()})
@@ -119,14 +124,10 @@ def issue_broker_password() -> dict[str, Any]:
     Raises:
         ApiError: 503 when the dashboard has no broker admin address configured.
     """
-    from gym_raas_mqtt.mqtt import BrokerAddress
-
     cfg = current_app.extensions["raas_config"]
     if not cfg.broker_admin_url:
         raise ApiError(503, "unavailable", "this dashboard cannot issue broker credentials; ask "
                        "the operator (RAAS_DASHBOARD_BROKER_ADMIN_URL is not set)")
-    from broker_config.provision import ensure_user
-
     admin = BrokerAddress.parse(cfg.broker_admin_url,
                                 password_file=cfg.broker_admin_password_file)
     try:
@@ -138,13 +139,16 @@ def issue_broker_password() -> dict[str, Any]:
 
 @bp.post("/me/broker-credentials")
 def broker_credentials() -> Any:
+    """Issue (or refresh) the caller's read-only broker password."""
     return jsonify(issue_broker_password())
 
 
 # -- jobs ----------------------------------------------------------------------------------------
 @bp.post("/jobs")
 def create_job() -> Any:
+    """Submit a job: a git URL (JSON) or an uploaded archive (multipart)."""
     limits = current_app.extensions["raas_limits"]
+    queue_limits = current_app.extensions["raas_queue_limits"]
     ctype = request.mimetype
     if ctype == "application/json":
         body = _json_body()
@@ -152,19 +156,19 @@ def create_job() -> Any:
         if unknown:
             raise ApiError(400, "invalid", f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
         source = git_source(body.get("url"), body.get("ref"))
-        time_limit = check_time_limit(body.get("time_limit_s"), limits)
+        time_limit = check_time_limit(body.get("time_limit_s"), queue_limits)
     elif ctype == "multipart/form-data":
         upload = request.files.get("archive")
         if upload is None:
             raise ApiError(400, "invalid", "multipart submissions need an 'archive' file part")
-        time_limit = check_time_limit(request.form.get("time_limit_s"), limits)
+        time_limit = check_time_limit(request.form.get("time_limit_s"), queue_limits)
         data = upload.stream.read(limits.max_upload_bytes + 1)
         source = archive_source(jobs.store(), g.user.name, upload.filename or "", data, limits)
     else:
         raise ApiError(415, "unsupported_media_type", "send application/json (git) or "
                        "multipart/form-data with an 'archive' part (.tar.gz/.zip)")
     try:
-        job = submit_job(g.user.name, source, time_limit)
+        job = submit_job(g.user.name, source, time_limit, queue_limits)
     except RaasError as e:
         raise ApiError(400, "rejected", str(e)) from None
     resp = jsonify(jobs.job_view(Job.get_by_id(job.id), detail=True))
@@ -188,6 +192,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 
 @bp.get("/jobs")
 def list_jobs() -> Any:
+    """The caller's jobs (an admin's: everyone's), newest first, filtered by ``state``."""
     state = request.args.get("state")
     if state is not None and state not in {s.value for s in JobState}:
         allowed = ", ".join(s.value for s in JobState)
@@ -201,18 +206,18 @@ def list_jobs() -> Any:
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Any:
+    """One job in detail (with live progress while it runs)."""
     return jsonify(jobs.job_view(jobs.load_job(job_id), detail=True))
 
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> Any:
+    """Cancel a job (202: a running job is stopped by its node)."""
     job = jobs.load_job(job_id)
     if JobState(job.state).terminal:
         raise ApiError(409, "conflict", f"job {job.id} already ended ({job.state})")
-    from dispatcher import queue
-
     try:
-        queue.cancel(job.id, g.user.name)
+        queue.cancel(job.id, g.user.name, limits=current_app.extensions["raas_queue_limits"])
     except RaasError as e:  # it ended between our read and the queue's update
         raise ApiError(409, "conflict", str(e)) from None
     return jsonify(jobs.job_view(Job.get_by_id(job.id), detail=True)), 202
@@ -220,6 +225,7 @@ def cancel_job(job_id: str) -> Any:
 
 @bp.get("/jobs/<job_id>/results")
 def list_results(job_id: str) -> Any:
+    """The files of a job's result bundle."""
     job = jobs.load_job(job_id)
     files = [f | {"url": f"/api/v1/jobs/{job.id}/results/{f['name']}"}
              for f in jobs.result_files(job)]
@@ -228,6 +234,7 @@ def list_results(job_id: str) -> Any:
 
 @bp.get("/jobs/<job_id>/results/<name>")
 def get_result(job_id: str, name: str) -> Any:
+    """One result file (``plot.png`` inline, the others as attachments)."""
     job = jobs.load_job(job_id)
     data, ctype = jobs.result_bytes(job, name)
     disposition = "inline" if name == "plot.png" else "attachment"
@@ -238,4 +245,5 @@ def get_result(job_id: str, name: str) -> Any:
 
 @bp.get("/nodes")
 def list_nodes() -> Any:
+    """Every node with its live state, and whether the live data is current."""
     return jsonify({"nodes": jobs.node_views(), "live": jobs.hub().connected})

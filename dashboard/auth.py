@@ -10,6 +10,7 @@ from flask import (Blueprint, abort, flash, g, redirect, render_template, reques
                    session, url_for)
 
 from dashboard import accounts
+from dashboard.api import ApiError, broker_info, issue_broker_password
 from dispatcher.models import ApiToken
 
 bp = Blueprint("auth", __name__)
@@ -37,6 +38,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
+    """The login form (GET) and a login (POST; back to ``next`` on success)."""
     if request.method == "POST":
         name = request.form.get("username", "")
         owner = accounts.authenticate(name, request.form.get("password", ""))
@@ -52,13 +54,13 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
+    """Forget the session."""
     session.clear()
     return redirect(url_for("auth.login"))
 
 
 def _account_page(**extra: Any) -> Any:
-    from dashboard.api import broker_info
-
+    """The account page with the user's tokens and broker access, plus ``extra`` to show once."""
     tokens = list(ApiToken.select().where(ApiToken.owner == g.user.name)
                   .order_by(ApiToken.created_at.desc()))
     return render_template("account.html", tokens=tokens, broker=broker_info(),
@@ -68,12 +70,14 @@ def _account_page(**extra: Any) -> Any:
 @bp.get("/account")
 @login_required
 def account() -> Any:
+    """The account page."""
     return _account_page()
 
 
 @bp.post("/account/tokens")
 @login_required
 def new_token() -> Any:
+    """Create an API token and show it once."""
     label = (request.form.get("name") or "web").strip()[:64] or "web"
     return _account_page(new_token=accounts.issue_token(g.user, label))
 
@@ -81,6 +85,7 @@ def new_token() -> Any:
 @bp.post("/account/tokens/<int:token_id>/delete")
 @login_required
 def delete_token(token_id: int) -> Any:
+    """Revoke one of the user's tokens."""
     n = ApiToken.delete().where((ApiToken.id == token_id)
                                 & (ApiToken.owner == g.user.name)).execute()
     if not n:
@@ -92,8 +97,7 @@ def delete_token(token_id: int) -> Any:
 @bp.post("/account/broker")
 @login_required
 def broker_password() -> Any:
-    from dashboard.api import ApiError, issue_broker_password
-
+    """Issue (or refresh) the user's read-only broker password and show it once."""
     try:
         creds = issue_broker_password()
     except ApiError as e:

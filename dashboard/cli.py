@@ -1,4 +1,8 @@
-"""``raas dashboard`` (serve the web app with waitress) and ``raas user add|token|passwd``."""
+"""``raas dashboard`` (serve the web app with waitress) and ``raas user add|token|passwd``.
+
+Handlers import the dashboard (Flask, peewee, waitress) when they run, so ``raas --help`` and the
+researcher's commands stay light.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,19 @@ import getpass
 import sys
 from pathlib import Path
 
+from gym_raas_mqtt.config import load
+
 
 def _config():  # type: ignore[no-untyped-def]
+    """The dashboard's settings from the environment."""
     from dashboard.config import DashboardConfig
-    from gym_raas_mqtt.config import load
 
     return load(DashboardConfig)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from dashboard import create_app
+    """``raas dashboard``: serve the web app until interrupted."""
+    from dashboard.app import create_app
     from dashboard.server import make_server
 
     cfg = _config()
@@ -37,12 +44,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _db() -> None:
+    """Open the job database named by the settings."""
     from dispatcher.models import init_db
 
     init_db(_config().database_url)
 
 
 def _password(args: argparse.Namespace) -> str | None:
+    """The password from ``--password-file``, one line of stdin, or a prompt (None: none)."""
     if args.password_file:
         return Path(args.password_file).read_text().strip()
     if args.no_password:
@@ -56,6 +65,7 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
+    """``raas user add``: create a user."""
     from dashboard import accounts
 
     _db()
@@ -66,6 +76,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
+    """``raas user passwd``: set a user's password."""
     from dashboard import accounts
 
     _db()
@@ -78,6 +89,7 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_user_token(args: argparse.Namespace) -> int:
+    """``raas user token``: print a new API token for a user."""
     from dashboard import accounts
     from dispatcher.models import Owner
 
@@ -89,6 +101,7 @@ def cmd_user_token(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``dashboard`` and ``user`` to the ``raas`` parser."""
     p = sub.add_parser("dashboard", help="serve the web dashboard and JSON API (waitress)")
     p.add_argument("--host", help="bind address (default RAAS_DASHBOARD_HOST)")
     p.add_argument("--port", type=int, help="TCP port (default RAAS_DASHBOARD_PORT)")

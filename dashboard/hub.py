@@ -19,11 +19,13 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import ProtocolError, RaasError
+from gym_raas_mqtt.mqtt import BrokerAddress, Link
 from gym_raas_mqtt.protocol import TopicKind
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ EVENT_NAMES = {TopicKind.JOB_STATE: "state", TopicKind.JOB_TELEMETRY: "telemetry
 JOB_CACHE_JOBS = 256  # jobs whose recent events are kept (least recently updated evicted)
 JOB_CACHE_TELEMETRY = 100  # telemetry batches kept per job (~ 25 s at 20 Hz in 5-step batches)
 JOB_CACHE_LOG = 200  # log chunks kept per job
+SUBSCRIPTIONS = [(protocol.topic_filter(k), protocol.TOPICS[k].qos) for k in SUBSCRIBED_KINDS]
+"""``(filter, QoS)`` of the subscriber: every kind the streams show, at its topic's QoS."""
+KEEPALIVE_S = 15  # MQTT keepalive of the subscriber [s]
 
 
 class TooManyStreams(RaasError):
@@ -106,6 +111,7 @@ class Stream:
         return self.all_jobs and ev.name == "state"
 
     def put(self, ev: Event) -> None:
+        """Queue ``ev``, dropping (and counting) the oldest event when the queue is full."""
         with self._cond:
             if len(self._queue) >= self.maxlen:
                 self._queue.popleft()
@@ -123,6 +129,7 @@ class Stream:
             return out
 
     def close(self) -> None:
+        """End the stream: a waiting :meth:`get` returns at once."""
         with self._cond:
             self.closed = True
             self._cond.notify_all()
@@ -191,6 +198,7 @@ class Hub:
         return stream
 
     def close(self, stream: Stream) -> None:
+        """Close ``stream``, free its slot and add its dropped events to :attr:`dropped_total`."""
         stream.close()
         with self._lock:
             self._streams.discard(stream)
@@ -205,6 +213,7 @@ class Hub:
 
     @property
     def open_streams(self) -> int:
+        """How many streams are open."""
         with self._lock:
             return len(self._streams)
 
@@ -315,55 +324,43 @@ class Hub:
 class Subscriber:
     """The process's single MQTT subscriber feeding a :class:`Hub`.
 
+    Its :class:`~gym_raas_mqtt.mqtt.Link` connects in the background (the dashboard serves pages
+    while the broker is away) and hands raw messages to :meth:`Hub.publish_message`, which decodes,
+    counts rejects and fans out; connection changes go to :meth:`Hub.set_connected`.
+
     Args:
-        hub: where decoded messages go.
-        address: central broker address (a read-only dashboard user).
-        client_factory: ``make_client``-compatible factory (tests may pass their own).
+        hub: where messages go.
+        address: central broker address (the read-only ``dashboard`` account).
+        link_factory: builds the connection with :class:`~gym_raas_mqtt.mqtt.Link`'s signature
+            (tests pass a fake).
     """
 
-    def __init__(self, hub: Hub, address: Any, client_factory: Callable[..., Any] | None = None
-                 ) -> None:
-        from gym_raas_mqtt import mqtt
-
+    def __init__(self, hub: Hub, address: BrokerAddress,
+                 link_factory: Callable[..., Link] = Link) -> None:
         self.hub = hub
-        self._mqtt = mqtt
-        self.client = (client_factory or mqtt.make_client)(address, None)
-        self.client.on_connect = self.on_connect
-        self.client.on_disconnect = self.on_disconnect
-        self.client.on_message = self.on_message
-        self.client.reconnect_delay_set(1, 30)
+        # a unique id: two dashboard processes with one id would take each other's connection
+        self.link = link_factory(address, f"dashboard-{uuid.uuid4().hex[:12]}", name="dashboard",
+                                 subscriptions=SUBSCRIPTIONS, on_message=hub.publish_message,
+                                 raw=True, on_up=self.on_up, on_down=self.on_down,
+                                 keepalive_s=KEEPALIVE_S)
 
     def start(self) -> None:
         """Connect in the background (paho retries until the broker is reachable)."""
-        self._mqtt.connect(self.client, keepalive_s=15, async_=True)
-        self.client.loop_start()
+        self.link.start(timeout_s=None)
 
     def stop(self) -> None:
-        self._mqtt.shutdown(self.client)
+        """Disconnect and stop the network thread."""
+        self.link.close()
 
-    def on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
-                   properties: Any) -> None:
-        try:
-            if reason_code.is_failure:
-                log.error("central broker refused the dashboard: %s", reason_code)
-                return
-            client.subscribe([(protocol.topic_filter(k), protocol.TOPICS[k].qos)
-                              for k in SUBSCRIBED_KINDS])
-            self.hub.set_connected(True)
-            log.info("live updates: subscribed on the central broker")
-        except Exception:
-            log.exception("subscribing failed")
+    def on_up(self) -> None:
+        """Connected and subscribed: streams learn that live data flows again."""
+        self.hub.set_connected(True)
+        log.info("live updates: subscribed on the central broker")
 
-    def on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
-                      properties: Any) -> None:
-        try:
-            self.hub.set_connected(False)
-            log.warning("live updates: disconnected from the central broker (%s)", reason_code)
-        except Exception:
-            log.exception("disconnect handling failed")
-
-    def on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        self.hub.publish_message(message.topic, message.payload)
+    def on_down(self) -> None:
+        """Connection lost or closed: streams learn that fleet data may be stale."""
+        self.hub.set_connected(False)
+        log.warning("live updates: disconnected from the central broker")
 
 
 def keepalive_comment(now: float | None = None) -> bytes:

@@ -7,10 +7,14 @@ from typing import Any
 
 from flask import abort, current_app, g
 
+from dashboard.hub import Hub
+from dispatcher import queue
 from dispatcher.models import Job, Node, Owner, SelfTest
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import ProtocolError
 from gym_raas_mqtt.protocol import JobState
+from gym_raas_mqtt.results import result_prefix as bundle_prefix
+from raas_platform.storage import ObjectNotFound, ObjectStore, StorageError, open_store
 
 RESULT_FILES = ("summary.json", "telemetry.csv", "stdout.log", "plot.png")
 CONTENT_TYPES = {"summary.json": "application/json", "telemetry.csv": "text/csv",
@@ -19,19 +23,18 @@ MAX_LIST = 500
 _store_lock = threading.Lock()
 
 
-def store() -> Any:
+def store() -> ObjectStore:
     """The app's object store (opened on first use)."""
     ext = current_app.extensions
     if "raas_store" not in ext:
         with _store_lock:
             if "raas_store" not in ext:
-                from raas_platform.storage import open_store
-
                 ext["raas_store"] = open_store(ext["raas_config"].store_url)
     return ext["raas_store"]
 
 
-def hub() -> Any:
+def hub() -> Hub:
+    """The app's live-update :class:`~dashboard.hub.Hub`."""
     return current_app.extensions["raas_hub"]
 
 
@@ -58,15 +61,11 @@ def queue_position(job: Job) -> int | None:
     """1-based position among queued jobs (None unless queued)."""
     if job.state != JobState.QUEUED.value:
         return None
-    from dispatcher import queue
-
     return queue.queue_position(job.id)
 
 
 def queue_positions() -> dict[str, int]:
     """Positions of every queued job in one query (for lists)."""
-    from dispatcher import queue
-
     return queue.queue_positions()
 
 
@@ -103,9 +102,8 @@ def visible_jobs(limit: int = 100, state: str | None = None, offset: int = 0) ->
 
 
 def result_prefix(job: Job) -> str:
-    from gym_raas_mqtt.results import result_prefix as prefix
-
-    key = job.result_key or prefix(job.id)
+    """The object-store prefix of the job's result bundle, ending in ``/``."""
+    key = job.result_key or bundle_prefix(job.id)
     return key if key.endswith("/") else key + "/"
 
 
@@ -124,8 +122,6 @@ def result_files(job: Job) -> list[dict[str, Any]]:
 
 def result_bytes(job: Job, name: str) -> tuple[bytes, str]:
     """The content and content type of one bundle file; 404 if it is not there."""
-    from raas_platform.storage import ObjectNotFound, StorageError
-
     if "/" in name or name.startswith(".") or len(name) > 128:
         abort(404, description=f"no result file {name[:80]!r}")
     try:

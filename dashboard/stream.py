@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterator
 
 from flask import Blueprint, Response, current_app, g, request
 
-from dashboard import json_error, jobs
+from dashboard import jobs
+from dashboard.errors import json_error
 from dashboard.hub import Hub, Stream, TooManyStreams, keepalive_comment
 
 bp = Blueprint("stream", __name__)
@@ -28,6 +29,7 @@ def _flag(name: str) -> bool:
 
 @bp.get("/stream")
 def events() -> Any:
+    """Stream the live updates the user asked for (``job``, ``jobs``, ``fleet``) and may see."""
     if g.user is None:
         return json_error(401, "unauthorized", "log in first")
     job_ids = request.args.getlist("job")[:8]

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dispatcher import queue
+from dispatcher.models import Job
 from dispatcher.queue import InvalidSubmission, QueueLimits
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import RaasError
@@ -43,14 +44,19 @@ class SubmissionError(RaasError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds a submission must respect (from :class:`dashboard.config.DashboardConfig`)."""
+    """Bounds an uploaded archive must respect (from :class:`dashboard.config.DashboardConfig`).
+
+    The time-limit bounds are the queue's (:class:`~dispatcher.limits.QueueLimits`).
+
+    Attributes:
+        max_upload_bytes: largest archive upload [bytes].
+        max_unpacked_bytes: largest total size of an archive's contents [bytes].
+        max_archive_members: most members (files and folders) in an archive.
+    """
 
     max_upload_bytes: int
     max_unpacked_bytes: int
     max_archive_members: int
-    min_time_limit_s: float
-    max_time_limit_s: float
-    default_time_limit_s: float
 
 
 def check_git_url(url: Any) -> str:
@@ -113,11 +119,16 @@ def check_ref(ref: Any) -> str | None:
     return ref
 
 
-def check_time_limit(value: Any, limits: Limits) -> float:
+def check_time_limit(value: Any, queue_limits: QueueLimits) -> float:
     """Return the time limit in s, the default when ``value`` is None or empty.
 
-    Form fields arrive as strings: they are parsed here; the bounds are checked by the queue's
-    own :func:`dispatcher.queue.check_time_limit`, the one owner of that policy.
+    Form fields arrive as strings: they are parsed here; the bounds are checked by
+    :meth:`QueueLimits.time_limit <dispatcher.limits.QueueLimits.time_limit>`, the one owner of
+    that policy.
+
+    Args:
+        value: the submitted field (string from a form, number or None from JSON).
+        queue_limits: the queue's policy, built once at start-up.
 
     Raises:
         SubmissionError: not a number, or outside the configured bounds.
@@ -130,11 +141,8 @@ def check_time_limit(value: Any, limits: Limits) -> float:
         except ValueError:
             raise SubmissionError("time_limit_s must be a number of seconds",
                                   field="time_limit_s") from None
-    bounds = QueueLimits(default_time_limit_s=limits.default_time_limit_s,
-                         min_time_limit_s=limits.min_time_limit_s,
-                         max_time_limit_s=limits.max_time_limit_s)
     try:
-        return queue.check_time_limit(value, bounds)
+        return queue_limits.time_limit(value)
     except InvalidSubmission as e:
         raise SubmissionError(f"time_limit_s: {e}", field="time_limit_s") from None
 
@@ -153,6 +161,7 @@ def archive_suffix(filename: str) -> str:
 
 
 def _check_member(name: str) -> None:
+    """Refuse a member name that would land outside the extraction folder."""
     norm = posixpath.normpath(name)
     if name.startswith("/") or norm == ".." or norm.startswith("../") or "\\" in name:
         raise SubmissionError(f"archive member {name[:100]!r} points outside the archive",
@@ -246,6 +255,11 @@ def archive_source(store: Any, owner: str, filename: str, data: bytes,
     return JobSource(SourceKind.ARCHIVE, archive_key=key)
 
 
-def submit(owner: str, source: JobSource, time_limit_s: float) -> Any:
-    """Create the job through the queue (the only writer of job state) and return it."""
-    return queue.enqueue(owner, source, time_limit_s)
+def submit(owner: str, source: JobSource, time_limit_s: float,
+           queue_limits: QueueLimits) -> Job:
+    """Create the job through the queue (the only writer of job state) and return it.
+
+    Raises:
+        InvalidSubmission: the queue refused it (e.g. an unknown owner).
+    """
+    return queue.enqueue(owner, source, time_limit_s, limits=queue_limits)

@@ -11,6 +11,7 @@ from dashboard import jobs
 from dashboard.auth import login_required
 from dashboard.submission import SubmissionError, archive_source, check_time_limit, git_source
 from dashboard.submission import submit as submit_job
+from dispatcher import queue
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.protocol import JobState
 
@@ -28,18 +29,21 @@ def format_ts(value: float | None) -> str:
 
 @bp.get("/")
 def index() -> Any:
+    """The jobs list is the home page."""
     return redirect(url_for("ui.jobs_page"))
 
 
 @bp.route("/submit", methods=["GET", "POST"])
 @login_required
 def submit_page() -> Any:
+    """The submit form (GET) and a submission from it (POST)."""
     limits = current_app.extensions["raas_limits"]
+    queue_limits = current_app.extensions["raas_queue_limits"]
     form = {"mode": "git", "url": "", "ref": "", "time_limit_s": ""}
     if request.method == "POST":
         form.update({k: request.form.get(k, "")[:2048] for k in form})
         try:
-            time_limit = check_time_limit(form["time_limit_s"], limits)
+            time_limit = check_time_limit(form["time_limit_s"], queue_limits)
             if form["mode"] == "archive":
                 upload = request.files.get("archive")
                 if upload is None or not upload.filename:
@@ -49,21 +53,23 @@ def submit_page() -> Any:
                 source = archive_source(jobs.store(), g.user.name, upload.filename, data, limits)
             else:
                 source = git_source(form["url"], form["ref"])
-            job = submit_job(g.user.name, source, time_limit)
+            job = submit_job(g.user.name, source, time_limit, queue_limits)
         except SubmissionError as e:
             return render_template("submit.html", form=form, error=str(e), field=e.field,
-                                   limits=limits), e.status
+                                   limits=limits, queue_limits=queue_limits), e.status
         except RaasError as e:
             return render_template("submit.html", form=form, error=str(e), field=None,
-                                   limits=limits), 400
+                                   limits=limits, queue_limits=queue_limits), 400
         flash(f"Job {job.id} submitted.")
         return redirect(url_for("ui.job_page", job_id=job.id))
-    return render_template("submit.html", form=form, error=None, field=None, limits=limits)
+    return render_template("submit.html", form=form, error=None, field=None, limits=limits,
+                           queue_limits=queue_limits)
 
 
 @bp.get("/jobs")
 @login_required
 def jobs_page() -> Any:
+    """The user's jobs (an admin's: everyone's)."""
     positions = jobs.queue_positions()
     rows = [jobs.job_view(j, positions=positions) for j in jobs.visible_jobs(100)]
     return render_template("jobs.html", jobs=rows)
@@ -72,6 +78,7 @@ def jobs_page() -> Any:
 @bp.get("/jobs/<job_id>")
 @login_required
 def job_page(job_id: str) -> Any:
+    """One job: state, live chart while it runs, results and log preview once it ended."""
     job = jobs.load_job(job_id)
     view = jobs.job_view(job, detail=True)
     files = jobs.result_files(job) if JobState(job.state).terminal else []
@@ -87,14 +94,13 @@ def job_page(job_id: str) -> Any:
 @bp.post("/jobs/<job_id>/cancel")
 @login_required
 def cancel(job_id: str) -> Any:
+    """Cancel a job from its page."""
     job = jobs.load_job(job_id)
     if JobState(job.state).terminal:
         flash(f"Job {job.id} already ended ({job.state}).")
     else:
-        from dispatcher import queue
-
         try:
-            queue.cancel(job.id, g.user.name)
+            queue.cancel(job.id, g.user.name, limits=current_app.extensions["raas_queue_limits"])
             flash(f"Cancel requested for job {job.id}.")
         except RaasError as e:
             flash(f"Could not cancel: {e}")
@@ -104,4 +110,5 @@ def cancel(job_id: str) -> Any:
 @bp.get("/fleet")
 @login_required
 def fleet_page() -> Any:
+    """The fleet: every node's state, last self-tests and run hours."""
     return render_template("fleet.html", nodes=jobs.node_views(), live=jobs.hub().connected)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from dispatcher.config import DispatcherConfig
+from dispatcher.limits import QueueLimits
+from gym_raas_mqtt.config import load
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``dispatcher`` subcommand to the ``raas`` parser."""
@@ -15,12 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-url", help="override RAAS_CENTRAL_MQTT_URL")
     p.add_argument("--init-db", action="store_true",
                    help="create the tables (and indexes) and exit")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from dispatcher.config import DispatcherConfig
-    from gym_raas_mqtt.config import load
+def run(args: argparse.Namespace) -> int:
+    """``raas dispatcher``: build the settings and the queue's policy once, then serve."""
+    # peewee and paho load here, not when `raas --help` builds the parser
+    from dispatcher.models import init_db
+    from dispatcher.service import Dispatcher
 
     overrides = {}
     if args.database_url:
@@ -29,12 +35,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides["mqtt_url"] = args.mqtt_url
     config = load(DispatcherConfig, **overrides)
     if args.init_db:
-        from dispatcher.models import init_db
-
         init_db(config.database_url)
         return 0
-    from dispatcher.limits import QueueLimits
-    from dispatcher.service import Dispatcher
-
     Dispatcher(config, load(QueueLimits)).run_forever()
     return 0

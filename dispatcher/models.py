@@ -1,8 +1,10 @@
-"""Database schema of the platform (peewee): owners, tokens, jobs, executions, events, nodes.
+"""The platform's database schema (peewee) and its connection: owners, tokens, jobs, executions,
+events, nodes, self-tests.
 
 One schema for SQLite (default, WAL) and PostgreSQL (by URL). Times are float seconds since the
-epoch. Only :mod:`dispatcher.queue` changes job and execution state; the dashboard reads these
-tables and creates jobs through ``dispatcher.queue.enqueue``.
+epoch. Only :mod:`dispatcher.queue` changes job and execution state and only
+:mod:`dispatcher.nodes` writes nodes and self-tests; the dashboard reads these tables and creates
+jobs through ``dispatcher.queue.enqueue``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ class JSONField(TextField):
     """JSON stored as text (portable across SQLite and PostgreSQL)."""
 
     def db_value(self, value: Any) -> str | None:
+        """Compact JSON text of ``value`` (None stays NULL)."""
         return None if value is None else json.dumps(value, separators=(",", ":"))
 
     def python_value(self, value: str | None) -> Any:
+        """The decoded value (NULL is None)."""
         return None if value is None else json.loads(value)
 
 
@@ -54,6 +58,8 @@ def new_job_id() -> str:
 
 
 class BaseModel(Model):
+    """Every table lives in :data:`database` (bound by :func:`init_db`)."""
+
     class Meta:
         database = database
 
@@ -108,6 +114,7 @@ class Job(BaseModel):
 
     @property
     def job_state(self) -> JobState:
+        """:attr:`state` as the enum."""
         return JobState(self.state)
 
 

@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from gym_raas_mqtt.calibration import dump_calibration
+from fleet_node.motor.telemetry import read_telemetry
+from gym_raas_mqtt.calibration import dump_calibration, params_from_mapping
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.physics import PendulumParams
 
@@ -167,8 +168,6 @@ def fit_files(paths: Sequence[str | Path], params: PendulumParams,
     Raises:
         SysIdError: a file is unreadable or malformed, or see :func:`fit`.
     """
-    from fleet_node.motor.telemetry import read_telemetry
-
     tables = []
     for p in paths:
         try:
@@ -188,8 +187,6 @@ def calibration_toml(base: PendulumParams, result: FitResult, new_id: str,
     Raises:
         ConfigError: ``new_id`` is not a valid id.
     """
-    from gym_raas_mqtt.calibration import params_from_mapping
-
     new = base.replace(gravity_coeff=result.gravity_coeff, action_gain=result.action_gain,
                        damping=result.damping, calibration_id=new_id)
     params_from_mapping({"id": new_id}, "--id")  # validates the id

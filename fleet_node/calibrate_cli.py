@@ -44,6 +44,7 @@ def register_calibrate(node_sub: Any) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    """Refit a, b, c from telemetry files and write a calibration file."""
     from gym_raas_mqtt.calibration import load_calibration
     from fleet_node.calibrate import calibration_toml, fit_files, report
 
@@ -67,6 +68,7 @@ def _motor(base: Path | None) -> Any:
 
 
 def cmd_counts(args: argparse.Namespace) -> int:
+    """Measure encoder counts per revolution (turns made by hand)."""
     from fleet_node.calibrate import measure_counts
 
     motor = _motor(args.base)
@@ -82,6 +84,7 @@ def cmd_counts(args: argparse.Namespace) -> int:
 
 
 def cmd_direction(args: argparse.Namespace) -> int:
+    """Pulse the motor and check the encoder's sign of θ."""
     from fleet_node.calibrate import check_direction
 
     motor = _motor(args.base)

@@ -1,13 +1,31 @@
-"""``raas node ...``: the fleet node's commands (motor node here; the agent adds its own)."""
+"""``raas node ...``: the fleet node's commands: motor node, agent, calibration, send."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from fleet_node.calibrate_cli import register_calibrate
+from gym_raas_mqtt import protocol
+from gym_raas_mqtt.config import load
+from gym_raas_mqtt.errors import RaasError
+from gym_raas_mqtt.protocol import NodeCommandKind
+from raas_platform.settings import CENTRAL_MQTT_URL
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendConfig:
+    """What ``raas node send`` reads from the environment: the central broker's address."""
+
+    central_mqtt_url: str = CENTRAL_MQTT_URL.field()
 
 
 def register(sub: Any) -> None:
@@ -17,16 +35,12 @@ def register(sub: Any) -> None:
     node.set_defaults(func=lambda args: node.print_help() or 2)
     register_motor(node_sub)
     register_agent(node_sub)
-    from fleet_node.calibrate_cli import register_calibrate  # owned by the calibration helper
-
     register_calibrate(node_sub)
     register_send(node_sub)
 
 
 def register_send(node_sub: Any) -> None:
     """``raas node send NODE COMMAND``: an operator's command to a node (NodeCommand)."""
-    from gym_raas_mqtt.protocol import NodeCommandKind
-
     p = node_sub.add_parser(
         "send", help="send a node a command: drain, resume, rebirth, clear_maintenance, cancel_job",
         description="Publish a NodeCommand on the node's cmd topic of the central broker (needs a "
@@ -45,43 +59,24 @@ def register_send(node_sub: Any) -> None:
 
 
 def run_send(args: argparse.Namespace) -> int:
-    import os
-    import threading
-    import time
-    from pathlib import Path
+    """Publish one NodeCommand on the node's cmd topic and wait for the broker's PUBACK."""
+    from gym_raas_mqtt.mqtt import BrokerAddress, Link, message_expiry  # paho: keeps --help light
 
-    from gym_raas_mqtt import mqtt, protocol
-    from gym_raas_mqtt.errors import RaasError
-
-    url = args.url or os.environ.get("RAAS_CENTRAL_MQTT_URL", "mqtt://127.0.0.1:1883")
+    url = args.url or load(SendConfig).central_mqtt_url
     pw_file = Path(args.password_file or Path(args.broker_dir) / "secrets" / args.username)
-    address = mqtt.BrokerAddress.parse(url, username=args.username, password_file=pw_file)
-    msg = protocol.NodeCommand(protocol.NodeCommandKind(args.command), time.time(),
-                               job_id=args.job, reason=args.reason)
-    spec = protocol.TOPICS[protocol.TopicKind.NODE_CMD]
-    client = mqtt.make_client(address)
-    connack: list = []
-    connected = threading.Event()
-
-    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
-        connack.append(reason)
-        connected.set()
-
-    client.on_connect = on_connect
-    mqtt.connect(client)
-    client.loop_start()
+    address = BrokerAddress.parse(url, username=args.username, password_file=pw_file)
+    msg = protocol.NodeCommand(NodeCommandKind(args.command), time.time(), job_id=args.job,
+                               reason=args.reason)
+    link = Link(address, f"raas-send-{uuid.uuid4().hex[:12]}", name="central")
     try:
-        if not connected.wait(5.0) or connack[0].is_failure:
-            raise RaasError(f"central broker {address.url()} refused {args.username}: "
-                            f"{connack[0] if connack else 'no answer'}")
-        info = client.publish(protocol.topic(protocol.TopicKind.NODE_CMD, node=args.node_id),
-                              msg.to_bytes(), qos=spec.qos, retain=spec.retain,
-                              properties=mqtt.message_expiry(60))
+        link.start(5.0)
+        info = link.send(protocol.topic(protocol.TopicKind.NODE_CMD, node=args.node_id), msg,
+                         properties=message_expiry(60))
         info.wait_for_publish(5.0)
         if info.rc or not info.is_published():
             raise RaasError(f"the broker did not accept the command (rc {info.rc})")
     finally:
-        mqtt.shutdown(client)
+        link.close()
     print(f"sent {args.command} to {args.node_id}")
     return 0
 
@@ -102,7 +97,7 @@ def register_motor(node_sub: Any) -> None:
 
 
 def run_motor(args: argparse.Namespace) -> int:
-    from gym_raas_mqtt.config import load
+    """Run the motor node until SIGTERM/SIGINT."""
     from fleet_node.motor.config import MotorConfig
     from fleet_node.motor.node import MotorNode
 
@@ -111,16 +106,9 @@ def run_motor(args: argparse.Namespace) -> int:
                                    ("local_mqtt_url", args.url)) if v is not None}
     cfg = load(MotorConfig, **overrides)
     node = MotorNode(cfg)
-
-    def stop(signum: int, frame: Any) -> None:
-        node.request_stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     log.info("motor node %s: %s backend, %g Hz%s, broker %s", cfg.node_id, cfg.backend,
              cfg.rate_hz, " lockstep" if cfg.lockstep else "", node.address.url())
-    node.run()
-    return 0
+    return serve_until_signal(node)
 
 
 def register_agent(node_sub: Any) -> None:
@@ -134,19 +122,22 @@ def register_agent(node_sub: Any) -> None:
 
 
 def run_agent(args: argparse.Namespace) -> int:
+    """Run the fleet agent until SIGTERM/SIGINT."""
     from fleet_node.agent import Agent
     from fleet_node.config import AgentConfig
-    from gym_raas_mqtt.config import load
+    from fleet_node.runner import RunnerConfig
 
     overrides = {"node_id": args.node_id} if args.node_id else {}
-    agent = Agent(load(AgentConfig, **overrides))
-
-    def stop(signum: int, frame: Any) -> None:
-        agent.request_stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    agent = Agent(load(AgentConfig, **overrides), runner_config=load(RunnerConfig))
     log.info("agent %s: central %s, local %s", agent.node_id, agent.central_address.url(),
              agent.local_address.url())
-    agent.run()
+    return serve_until_signal(agent)
+
+
+def serve_until_signal(service: Any) -> int:
+    """Run ``service`` (``run()`` blocks until ``request_stop()``), stopping it cleanly on
+    SIGTERM or SIGINT; returns the exit status 0."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: service.request_stop())
+    service.run()
     return 0

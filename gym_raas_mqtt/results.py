@@ -90,6 +90,7 @@ class Telemetry:
 
     @classmethod
     def empty(cls) -> "Telemetry":
+        """A record with no samples."""
         i, f = np.zeros(0, np.int64), np.zeros(0, np.float64)
         return cls(i, i, f, f, f, f, f, f, np.zeros(0, bool))
 
@@ -147,6 +148,7 @@ def wrap_angle(theta: np.ndarray) -> np.ndarray:
 
 
 def episode_slices(tel: Telemetry) -> list[tuple[int, slice]]:
+    """``(episode_id, slice of the samples)`` per episode, in recording order."""
     if len(tel) == 0:
         return []
     cuts = np.flatnonzero(np.diff(tel.episode_id) != 0) + 1

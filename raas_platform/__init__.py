@@ -1,2 +1,1 @@
-"""What the platform's services share: settings declared once, the object store, and the dev stack
-(``raas stack``) that runs the whole platform on one machine."""
+"""What the platform's services share: settings declared once and the object store."""

@@ -2,18 +2,19 @@
 
 A procedure is a generator driven once per control period: it yields the action for the coming
 period and receives the state sampled one period later as ``(θ [rad], θ̇ [rad/s], t [s])``; its
-return value is the verdict. The real-time loop feeds it from its ticks, lockstep mode from a
-simulated clock, so both modes run the same code.
+return value is the verdict. An :class:`Operation` drives one on a motor from the state machine's
+ticks — real-time ticks or lockstep's virtual ones, so both modes run the same code.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generator
 
 from gym_raas_mqtt import physics
 from gym_raas_mqtt.physics import PendulumParams
+from fleet_node.motor.base import Motor
 
 Sample = tuple[float, float, float]
 """(θ [rad], θ̇ [rad/s], t [s] on the motor clock)."""
@@ -102,3 +103,64 @@ def selftest(params: PendulumParams, limits: SettleLimits, timeout_s: float,
         details["error"] = (f"response differs from the model by {worst:.3f} rad "
                             f"(tolerance {tolerance_rad:g} rad)")
     return details
+
+
+@dataclass
+class Operation:
+    """A reset or self-test in progress: drives its procedure on ``motor``, one period per feed.
+
+    Attributes:
+        kind: ``"reset"`` or ``"selftest"``.
+        motor: the driver commanded.
+        proc: the procedure; None while ``place`` is pending.
+        request_ids: the requests answered when it ends.
+        episode_id: the episode a reset starts.
+        place: sim reset: the (θ [rad], θ̇ [rad/s]) set at the first feed; a motor that cannot be
+            placed (hardware) gets the closed-loop :func:`settle` instead.
+        limits, timeout_s: that fallback settle's limits and timeout [s].
+    """
+
+    kind: str
+    motor: Motor
+    proc: Procedure | None
+    request_ids: list[str] = field(default_factory=list)
+    episode_id: int | None = None
+    place: tuple[float, float] | None = None
+    limits: SettleLimits = SettleLimits()
+    timeout_s: float = 30.0
+
+    def start(self) -> None:
+        """Apply the procedure's first action (nothing yet for a pending ``place``)."""
+        if self.proc is not None:
+            self.motor.apply(next(self.proc))
+
+    def feed(self, theta: float, theta_dot: float, now: float, torque_off: bool) -> Any:
+        """One period: the state sampled at ``now`` [s] in, the next action out to the motor.
+
+        Args:
+            theta, theta_dot: the sample [rad, rad/s].
+            now: its time [s].
+            torque_off: a safety latch is set: hold zero torque instead of the procedure's action.
+
+        Returns:
+            None while running; then the verdict (a :class:`SettleResult` for a reset, the
+            :func:`selftest` details for a self-test), with the motor stopped.
+        """
+        if self.place is not None:
+            theta_p, theta_dot_p = self.place
+            self.place = None
+            if self.motor.set_state(theta_p, theta_dot_p):
+                return SettleResult(True, theta_p, theta_dot_p, now, 0.0)
+            self.proc = settle(self.limits, self.timeout_s)  # it takes this sample too
+            self.motor.apply(next(self.proc))
+        assert self.proc is not None
+        try:
+            u = self.proc.send((theta, theta_dot, now))
+        except StopIteration as e:
+            self.motor.stop()
+            return e.value
+        if torque_off:
+            self.motor.stop()
+        else:
+            self.motor.apply(u)
+        return None

@@ -96,4 +96,5 @@ class SimMotor:
             self._u = 0.0
 
     def close(self) -> None:
+        """Stop (a simulation holds nothing to release)."""
         self.stop()

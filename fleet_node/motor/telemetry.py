@@ -99,6 +99,69 @@ class TelemetryRecorder:
         self._file.close()
 
 
+class JobTelemetry:
+    """The job bound to the node (its ENV_JOB binding) and the recorder of that job's steps.
+
+    Args:
+        data_dir: where telemetry files go (see :func:`telemetry_path`).
+        node_id: this node.
+        batch: rows per batch and per file flush.
+        publish: ``publish(owner, job_id, batch)`` sends a live batch (must not block).
+    """
+
+    def __init__(self, data_dir: Path, node_id: str, batch: int,
+                 publish: Callable[[str, str, TelemetryBatch], None]) -> None:
+        self.data_dir = data_dir
+        self.node_id = node_id
+        self.batch = batch
+        self._publish = publish
+        self.job_id: str | None = None
+        self._recorder: TelemetryRecorder | None = None
+
+    def bind(self, job_id: str | None, owner: str | None) -> bool:
+        """Record the steps of ``job_id`` from now on (None: of no job).
+
+        Returns:
+            Whether the binding changed (the previous job's file is then closed).
+        """
+        if job_id == self.job_id:
+            return False
+        self.close()
+        self.job_id = job_id
+        if job_id is not None:
+            self._recorder = TelemetryRecorder(
+                telemetry_path(self.data_dir, job_id), job_id, owner or "unknown", self.node_id,
+                self._publisher(job_id, owner), self.batch)
+        return True
+
+    def _publisher(self, job_id: str, owner: str | None) -> Callable[[TelemetryBatch], None]:
+        if owner is None:
+            log.warning("job %s bound without an owner: telemetry recorded, not published", job_id)
+            return lambda batch: None
+        return lambda batch: self._publish(owner, job_id, batch)
+
+    @property
+    def recording(self) -> bool:
+        """Whether steps are recorded (a job is bound): skip building rows otherwise."""
+        return self._recorder is not None
+
+    def record(self, episode_id: int, row: Row) -> None:
+        """Add one step of the bound job (ignored when no job is bound)."""
+        if self._recorder is not None:
+            self._recorder.record(episode_id, row)
+
+    def flush(self) -> None:
+        """Write and publish the buffered steps (end of an episode)."""
+        if self._recorder is not None:
+            self._recorder.flush()
+
+    def close(self) -> None:
+        """Flush and close the bound job's file; the binding is kept."""
+        if self._recorder is not None:
+            self._recorder.close()
+            self._recorder = None
+
+
 def read_telemetry(path: str | Path) -> dict[str, np.ndarray]:
     """Read a telemetry file written by :class:`TelemetryRecorder`.
 

@@ -141,6 +141,8 @@ class BusBackend:
         address = config.address()
         self._address = address
         will = Will(self._t_env, EnvState(EnvStatus.LOST, time.time()).to_bytes())
+        # A hand-wired paho client, not a Link: Link runs paho's network thread, and this hot loop
+        # reads the socket in the caller's thread instead (see above).
         client = make_client(address, config.client_id or f"env-{uuid.uuid4().hex[:12]}",
                              will=will)
         client.on_connect = self._on_connect

@@ -62,8 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:
-        print(f"raas: {e.name} is not installed; install the matching extra, e.g. "
-              f"pip install 'gym-raas-mqtt[node,dispatcher,dashboard]'", file=sys.stderr)
+        print(f"raas: {e.name} is not installed; install the platform's matching extra, e.g. "
+              f"pip install './raas-platform[node,dispatcher,dashboard]' from the repository",
+              file=sys.stderr)
         return 3
     except RaasError as e:
         print(f"raas: {e}", file=sys.stderr)

@@ -1,236 +1,34 @@
 """The researcher's ``raas`` commands against the dashboard's REST API (stdlib only).
 
-``raas login``, ``submit``, ``jobs``, ``logs``, ``results``, ``nodes``, ``cancel``. The API address
-and token come from ``RAAS_API_URL`` / ``RAAS_API_TOKEN`` or from the config file written by
-``raas login`` (``~/.config/raas/config.toml``, mode 0600). Only urllib, argparse, tarfile and
-tomllib are used, so the base install (gymnasium, numpy, paho-mqtt) is enough.
+``raas login``, ``submit``, ``jobs``, ``logs``, ``results``, ``nodes``, ``cancel``; the HTTP client,
+its settings and the config file ``raas login`` writes are :mod:`gym_raas_mqtt.cli.api`.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import io
-import json
-import os
 import sys
-import tarfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from gym_raas_mqtt.config import load, setting
-from gym_raas_mqtt.errors import RaasError
+from gym_raas_mqtt.cli.api import (Api, ClientConfig, ClientError, pack_directory,
+                                   read_config_file, write_config_file)
+from gym_raas_mqtt.config import load
 
 TERMINAL = {"succeeded", "failed", "timed_out", "canceled", "error"}
 OK_STATES = {"succeeded", "timed_out"}  # a timed-out run is still valid data
-PACK_EXCLUDE_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".mypy_cache",
-                     ".pytest_cache", "node_modules", ".tox"}
-MAX_PACK_BYTES = 20 * 1024 * 1024
-HTTP_TIMEOUT_S = 30.0
 
 
-class ClientError(RaasError):
-    """The API refused a request or could not be reached; the message says why."""
-
-
-def default_config_file() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "raas" / "config.toml"
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """Where the API is and how to authenticate (environment wins over the config file)."""
-
-    api_url: str | None = setting("RAAS_API_URL", None,
-                                  "dashboard address, e.g. https://raas.example.org")
-    api_token: str | None = setting("RAAS_API_TOKEN", None, "API token (see `raas login`)",
-                                    secret=True)
-    config_file: str | None = setting("RAAS_CLIENT_CONFIG", None,
-                                      "config file (default ~/.config/raas/config.toml)")
-
-    def path(self) -> Path:
-        return Path(self.config_file).expanduser() if self.config_file else default_config_file()
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except (tomllib.TOMLDecodeError, OSError) as e:
-        raise ClientError(f"cannot read {path}: {e}") from e
-
-
-def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
-def write_config_file(path: Path, api_url: str, token: str) -> None:
-    """Write the config file readable by its owner only (0600, folder 0700)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("# written by `raas login`\n")
-        f.write(f"api_url = {_toml_str(api_url)}\ntoken = {_toml_str(token)}\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
-class Api:
-    """A tiny REST client: JSON in, JSON out, errors as :class:`ClientError`.
-
-    Args:
-        base_url: the dashboard's address (``http(s)://host[:port]``).
-        token: API token or None (only ``login`` works without).
-    """
-
-    def __init__(self, base_url: str, token: str | None) -> None:
-        self.base = base_url.rstrip("/")
-        self.token = token
-
-    @classmethod
-    def from_env(cls, need_token: bool = True) -> "Api":
-        cfg = load(ClientConfig)
-        file = read_config_file(cfg.path())
-        url = cfg.api_url or file.get("api_url")
-        from gym_raas_mqtt.config import read_secret
-
-        token = read_secret(cfg.api_token) or file.get("token")
-        if not url:
-            raise ClientError("no API address: run `raas login --url URL` or set RAAS_API_URL")
-        if need_token and not token:
-            raise ClientError("not logged in: run `raas login` or set RAAS_API_TOKEN")
-        return cls(url, token)
-
-    def request(self, method: str, path: str, *, body: bytes | None = None,
-                content_type: str | None = None, timeout: float = HTTP_TIMEOUT_S) -> Any:
-        """Send a request; returns the open response (caller reads/closes).
-
-        Raises:
-            ClientError: HTTP error (with the server's reason) or connection failure.
-        """
-        url = self.base + path
-        req = urllib.request.Request(url, data=body, method=method)
-        req.add_header("Accept", "application/json")
-        req.add_header("User-Agent", "raas-cli")
-        if content_type:
-            req.add_header("Content-Type", content_type)
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            return urllib.request.urlopen(req, timeout=timeout)
-        except urllib.error.HTTPError as e:
-            reason = e.reason
-            try:
-                data = json.loads(e.read() or b"{}")
-                reason = data.get("reason") or reason
-            except ValueError:
-                pass
-            raise ClientError(f"{method} {path}: HTTP {e.code}: {reason}") from None
-        except (urllib.error.URLError, OSError) as e:
-            raise ClientError(f"cannot reach {self.base}: {getattr(e, 'reason', e)}") from None
-
-    def json(self, method: str, path: str, payload: Any = None) -> Any:
-        body = None if payload is None else json.dumps(payload).encode()
-        with self.request(method, path, body=body,
-                          content_type="application/json" if body is not None else None) as r:
-            return json.loads(r.read() or b"null")
-
-    def download(self, path: str) -> bytes:
-        with self.request("GET", path) as r:
-            return r.read()
-
-    def multipart(self, path: str, fields: dict[str, str], file_field: str, filename: str,
-                  data: bytes) -> Any:
-        """POST ``multipart/form-data`` with one file part."""
-        boundary = "raas-" + uuid.uuid4().hex
-        out = io.BytesIO()
-        for k, v in fields.items():
-            out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'
-                      f"{v}\r\n".encode())
-        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
-                  f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                  .encode())
-        out.write(data)
-        out.write(f"\r\n--{boundary}--\r\n".encode())
-        with self.request("POST", path, body=out.getvalue(),
-                          content_type=f"multipart/form-data; boundary={boundary}",
-                          timeout=max(HTTP_TIMEOUT_S, len(data) / 1e6)) as r:
-            return json.loads(r.read())
-
-    def events(self, query: dict[str, str], timeout: float = 60.0) -> Iterator[tuple[str, Any]]:
-        """Server-sent events from ``/stream``: yields ``(event name, decoded data)``."""
-        path = "/stream?" + urllib.parse.urlencode(query)
-        with self.request("GET", path, timeout=timeout) as r:
-            name, data = "message", []
-            while True:
-                raw = r.readline()
-                if not raw:
-                    return
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if not line:
-                    if data:
-                        try:
-                            yield name, json.loads("\n".join(data))
-                        except ValueError:
-                            pass
-                    name, data = "message", []
-                elif line.startswith(":"):
-                    continue
-                elif line.startswith("event:"):
-                    name = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].lstrip())
-
-
-# -- packing ---------------------------------------------------------------------------------------
-def pack_directory(folder: Path, max_bytes: int = MAX_PACK_BYTES) -> bytes:
-    """A .tar.gz of ``folder``'s contents (paths relative to it), skipping VCS folders, caches
-    and virtualenvs; symlinks are not followed (and not included).
-
-    Raises:
-        ClientError: the archive would exceed ``max_bytes``, or ``folder`` has no run.py.
-    """
-    folder = folder.resolve()
-    if not (folder / "run.py").is_file():
-        raise ClientError(f"{folder} has no run.py at its top level (that is what the node runs)")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if d not in PACK_EXCLUDE_DIRS
-                                 and not os.path.islink(os.path.join(dirpath, d)))
-            for name in sorted(filenames):
-                path = Path(dirpath, name)
-                if path.is_symlink() or not path.is_file() or name.endswith((".pyc", ".pyo")):
-                    continue
-                info = tf.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with open(path, "rb") as f:
-                    tf.addfile(info, f)
-                if buf.tell() > max_bytes:
-                    raise ClientError(f"{folder} packs to more than {max_bytes} bytes; leave data "
-                                      "files out or submit a git URL")
-    return buf.getvalue()
-
-
-# -- commands ------------------------------------------------------------------------------------
 def _fmt_time(ts: float | None) -> str:
+    """Epoch seconds as local ``YYYY-MM-DD HH:MM:SS``; ``-`` for none."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
+    """A plain-text table with left-aligned columns."""
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
@@ -238,6 +36,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    """``raas login``: exchange user name and password for a token and save it."""
     cfg = load(ClientConfig)
     file = read_config_file(cfg.path())
     url = args.url or cfg.api_url or file.get("api_url")
@@ -256,6 +55,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def _progress_line(job: dict[str, Any]) -> str:
+    """One line saying where the job is (queue position, node, episode, step, return)."""
     state = job["state"]
     if state == "queued":
         pos = job.get("queue_position")
@@ -273,6 +73,7 @@ def _progress_line(job: dict[str, Any]) -> str:
 
 
 def print_summary(job: dict[str, Any], out: Any = None) -> None:
+    """Print a finished job's state and the figures of its result summary to ``out`` (stdout)."""
     out = out or sys.stdout
     s = job.get("summary") or {}
     print(f"job {job['id']}: {job['state']}" + (f" ({job['reason']})" if job.get("reason")
@@ -311,6 +112,7 @@ def wait_for(api: Api, job_id: str, interval_s: float = 1.0, out: Any = None) ->
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    """``raas submit``: upload a folder or archive, or submit a git URL."""
     api = Api.from_env()
     target = args.source
     path = Path(target).expanduser()
@@ -340,6 +142,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    """``raas jobs``: list your jobs."""
     api = Api.from_env()
     query = {"limit": str(args.limit)} | ({"state": args.state} if args.state else {})
     jobs = api.json("GET", "/api/v1/jobs?" + urllib.parse.urlencode(query))["jobs"]
@@ -356,6 +159,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    """``raas logs``: print a job's output, or follow it live with ``--follow``."""
     api = Api.from_env()
     jid = urllib.parse.quote(args.job)
     job = api.json("GET", f"/api/v1/jobs/{jid}")
@@ -386,6 +190,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    """``raas results``: download a job's result bundle into a folder."""
     api = Api.from_env()
     jid = urllib.parse.quote(args.job)
     listing = api.json("GET", f"/api/v1/jobs/{jid}/results")
@@ -402,6 +207,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
+    """``raas nodes``: list the fleet's nodes."""
     api = Api.from_env()
     data = api.json("GET", "/api/v1/nodes")
     if not data["nodes"]:
@@ -419,6 +225,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    """``raas cancel``: cancel a job."""
     api = Api.from_env()
     job = api.json("POST", f"/api/v1/jobs/{urllib.parse.quote(args.job)}/cancel")
     print(f"job {job['id']}: {job['state']}"
@@ -427,6 +234,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the researcher's job commands to the ``raas`` parser."""
     p = sub.add_parser("login", help="log in to the dashboard and store an API token")
     p.add_argument("--url", help="dashboard address (default: RAAS_API_URL or the config file)")
     p.add_argument("--user", help="user name (prompted if absent)")

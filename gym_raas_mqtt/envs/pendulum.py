@@ -13,6 +13,7 @@ from gymnasium import spaces
 from gym_raas_mqtt import physics
 from gym_raas_mqtt.backends import Backend, make_backend
 from gym_raas_mqtt.calibration import load_calibration
+from gym_raas_mqtt.envs.rendering import PendulumRenderer
 from gym_raas_mqtt.physics import PendulumParams
 
 DOWN_NOISE_RAD = 0.05
@@ -155,6 +156,16 @@ class RaasPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode (see the class docstring's *Starting state*).
+
+        Returns:
+            observation float32 (3,) = cos θ, sin θ, θ̇ [rad/s]; info with ``backend`` and
+            ``calibration_id`` (plus the backend's own keys).
+
+        Raises:
+            ValueError: a malformed ``options["initial_state"]``.
+            BackendError: the motor node could not reset (bus backend).
+        """
         super().reset(seed=seed)
         start = self._sample_start(options)
         self._theta, self._theta_dot, extra = self._backend.reset(start)
@@ -166,6 +177,17 @@ class RaasPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._obs(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply ``action`` (float32 (1,), N·m-equivalent, clipped to ±max_action) for one
+        control period.
+
+        Returns:
+            (observation (3,), reward, terminated (always False), truncated (the motor node went
+            safe), info).
+
+        Raises:
+            ValueError: a non-finite action.
+            BackendError: the motor node stopped answering (bus backend).
+        """
         u = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
         if not math.isfinite(u):
             raise ValueError(f"action must be finite, got {u}")
@@ -185,17 +207,17 @@ class RaasPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._obs(), r, False, truncated, info
 
     def render(self) -> np.ndarray | None:
+        """An RGB frame uint8 (H, W, 3) in ``rgb_array`` mode; draws a window in ``human`` mode."""
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode to gym.make")
             return None
         if self._renderer is None:
-            from gym_raas_mqtt.envs.rendering import PendulumRenderer
-
             self._renderer = PendulumRenderer(human=self.render_mode == "human",
                                               fps=self.metadata["render_fps"])
         return self._renderer.draw(self._theta, self._last_u, self._max_action)
 
     def close(self) -> None:
+        """Close the window (if any) and the backend (the bus backend's connection)."""
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None

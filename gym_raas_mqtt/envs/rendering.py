@@ -29,6 +29,11 @@ class PendulumRenderer:
         self._clock = None
 
     def draw(self, theta: float, u: float | None, max_action: float) -> np.ndarray | None:
+        """Draw the pendulum at ``theta`` [rad] with the last action ``u`` as an arc.
+
+        Returns:
+            uint8 (SIZE_PX, SIZE_PX, 3) RGB frame, or None in human mode (shown in a window).
+        """
         img = np.empty((SIZE_PX, SIZE_PX, 3), dtype=np.uint8)
         img[:] = BACKGROUND
         c = self._centre
@@ -71,6 +76,7 @@ class PendulumRenderer:
         self._clock.tick(self._fps)
 
     def close(self) -> None:
+        """Close the pygame window, if one was opened."""
         if self._screen is not None:
             import pygame
 

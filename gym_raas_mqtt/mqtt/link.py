@@ -89,6 +89,7 @@ class Link:
         self._will = (lambda: will) if isinstance(will, Will) else will
         self._keepalive_s = keepalive_s
         self.up = threading.Event()
+        self._answered = threading.Event()  # CONNACK + SUBACK, or a refusal: start() may return
         self._down = threading.Event()
         self._closing = False
         self._refused: str | None = None
@@ -125,7 +126,8 @@ class Link:
         self.client.loop_start()
         if timeout_s is None:
             return self
-        if not self.up.wait(timeout_s):
+        self._answered.wait(timeout_s)  # a refusal ends the wait at once
+        if not self.up.is_set():
             self.client.loop_stop()
             raise ConnectionRefused(f"{self.name} broker {self.address.url()} did not accept "
                                     "the connection"
@@ -181,6 +183,7 @@ class Link:
         if rc.is_failure:
             self._refused = str(rc)
             log.error("%s broker refused the connection: %s", self.name, rc)
+            self._answered.set()
             return
         if not self.subscriptions:
             self._became_up()
@@ -195,11 +198,13 @@ class Link:
         if refused:  # the ACL does not fit this client's role: messages would never arrive
             self._refused = f"subscription refused ({', '.join(refused)})"
             log.error("%s broker: %s", self.name, self._refused)
+            self._answered.set()
             return
         self._became_up()
 
     def _became_up(self) -> None:
         self.up.set()
+        self._answered.set()
         if self._on_up is not None:
             self._safely(self._on_up)
 

@@ -57,6 +57,7 @@ class TopicSpec:
 
     @property
     def placeholders(self) -> tuple[str, ...]:
+        """The id names the template needs, in order (``node``, ``job``, ``owner``)."""
         return tuple(lv[1:-1] for lv in self.template if lv.startswith("{"))
 
 
@@ -178,6 +179,7 @@ class ParsedTopic:
 
     @property
     def spec(self) -> TopicSpec:
+        """The topic's row in :data:`TOPICS`."""
         return TOPICS[self.kind]
 
 

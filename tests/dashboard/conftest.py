@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from dashboard import create_app
+from dashboard.app import create_app
 from dashboard.config import DashboardConfig
 from dashboard.server import BackgroundServer
 from gym_raas_mqtt import mqtt

@@ -13,10 +13,14 @@ from typing import Any
 from dashboard.config import DashboardConfig
 
 from dispatcher import queue
+from dispatcher.limits import QueueLimits
 from dispatcher.models import database
 from gym_raas_mqtt.protocol import JobState
 from fleet_node.bundle import build_bundle, upload_bundle
 from raas_platform.storage import open_store
+
+
+QUEUE_LIMITS = QueueLimits()  # the queue's default policy, as a dashboard builds it at start-up
 
 
 def tgz(members: dict[str, bytes]) -> bytes:
@@ -53,8 +57,8 @@ def run_job_to_end(job_id: str, store_url: str, tmp: Any, node: str = "node-a",
                            calibration_id="cal-2026-01", duration_s=3.0)
     prefix = upload_bundle(open_store(store_url), job_id, out)
     with database.connection_context():
-        queue.assign(job_id, node)
-        queue.start(job_id, 1)
+        queue.assign(job_id, node, limits=QUEUE_LIMITS)
+        queue.start(job_id, 1, limits=QUEUE_LIMITS)
         queue.finish(job_id, 1, state, {"result_key": prefix, "summary": summary,
                                         "commit_sha": summary["commit_sha"]})
     return summary

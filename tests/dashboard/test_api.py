@@ -120,7 +120,7 @@ def test_bad_archives_are_refused(client: Any, alice: Any, name: str, data: byte
 
 
 def test_oversized_upload_is_413(tmp_path: Any) -> None:
-    from dashboard import create_app
+    from dashboard.app import create_app
 
     app = create_app({"TESTING": True, "RAAS_CONFIG": make_config(tmp_path,
                                                                   max_upload_bytes=2000)})

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dashboard import create_app
+from dashboard.app import create_app
 from dashboard_helpers import csrf_from, login, make_config, make_user, tgz
 from gym_raas_mqtt.errors import ConfigError
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from dashboard_helpers import make_user
+from dashboard_helpers import QUEUE_LIMITS, make_user
 from dispatcher import queue
 from dispatcher.models import database
 from gym_raas_mqtt import protocol
@@ -160,8 +160,8 @@ def test_submit_watch_live_and_see_results(live: Any, browser: Any, uid: str,
                      NodeState(state=NodeStatus.BUSY, session=1, ts=time.time(),
                                job_id=job).to_bytes(), qos=1, retain=True)
     with database.connection_context():
-        queue.assign(job, node)
-        queue.start(job, 1)
+        queue.assign(job, node, limits=QUEUE_LIMITS)
+        queue.start(job, 1, limits=QUEUE_LIMITS)
     publish_state(live, user.name, job, JobState.RUNNING, node)
     until(page, lambda: page.inner_text("#job-state") == "running", what="running badge")
     fake = FakeNode(live.pub, user.name, job, node)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 
-from dashboard.hub import Hub, TooManyStreams
-from gym_raas_mqtt import protocol
+from dashboard.hub import Hub, Subscriber, TooManyStreams
+from gym_raas_mqtt import mqtt, protocol
 from gym_raas_mqtt.protocol import JobState, JobStatus, LogChunk, NodeState, NodeStatus
 from gym_raas_mqtt.protocol import TelemetryBatch, TopicKind
 
@@ -129,3 +132,78 @@ def test_bus_disconnect_is_announced() -> None:
     (ev,) = s.get(0)
     assert ev.name == "bus" and ev.data == {"connected": False}
     assert ev.encode().startswith(f"id: {ev.id}\nevent: bus\ndata: ".encode())
+
+
+class FakeLink:
+    """Stands in for :class:`gym_raas_mqtt.mqtt.Link`: records how it was built and driven."""
+
+    def __init__(self, address: Any, client_id: str, **options: Any) -> None:
+        self.address, self.client_id, self.options = address, client_id, options
+        self.started: list[float | None] = []
+        self.closed = False
+
+    def start(self, timeout_s: float | None = 10.0) -> "FakeLink":
+        self.started.append(timeout_s)
+        return self
+
+    def close(self, goodbye: Any = None, timeout_s: float = 5.0) -> None:
+        self.closed = True
+
+
+def test_subscriber_wires_its_link_to_the_hub() -> None:
+    hub = Hub()
+    links: list[FakeLink] = []
+
+    def factory(*args: Any, **options: Any) -> FakeLink:
+        links.append(FakeLink(*args, **options))
+        return links[-1]
+
+    address = mqtt.BrokerAddress("tcp", "127.0.0.1", 1883, "dashboard", "pw")
+    sub = Subscriber(hub, address, link_factory=factory)
+    Subscriber(hub, address, link_factory=factory)
+    link = links[0]
+    assert link.address is address and link.client_id != links[1].client_id  # never shared
+    assert link.options["raw"] is True  # the hub decodes, and counts what it rejects
+    assert sorted(link.options["subscriptions"]) == sorted(
+        (protocol.topic_filter(k), protocol.TOPICS[k].qos)
+        for k in (TopicKind.JOB_STATE, TopicKind.JOB_TELEMETRY, TopicKind.JOB_LOG,
+                  TopicKind.NODE_STATE, TopicKind.NODE_META))
+    sub.start()
+    assert link.started == [None]  # background: the dashboard serves while the broker is away
+
+    s = hub.open("alice", jobs=["j-alice"], fleet=True)
+    s.get(0)
+    link.options["on_up"]()
+    link.options["on_message"](*state("j-alice"))
+    link.options["on_message"]("raas/v1/jobs/alice/j-alice/state", b"{not json")
+    link.options["on_down"]()
+    assert [(e.name, e.data.get("connected")) for e in s.get(0)] == [
+        ("bus", True), ("state", None), ("bus", False)]
+    assert hub.rejected == 1 and not hub.connected
+    sub.stop()
+    assert link.closed
+
+
+@pytest.mark.broker
+def test_subscriber_on_the_real_broker(broker: Any, uid: str) -> None:
+    hub = Hub()
+    sub = Subscriber(hub, broker.service("dashboard"))
+    sub.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not hub.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert hub.connected
+        pub = mqtt.Link(broker.admin, f"pub-{uid}", name="test").start()
+        try:
+            pub.send(protocol.topic(TopicKind.NODE_STATE, node=uid),
+                     NodeState(state=NodeStatus.IDLE, session=1, ts=2.0)).wait_for_publish(5)
+            while uid not in hub.node_snapshot() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert hub.node_snapshot()[uid]["state"]["state"] == "idle"
+            pub.send(protocol.topic(TopicKind.NODE_STATE, node=uid), None).wait_for_publish(5)
+        finally:
+            pub.close()
+    finally:
+        sub.stop()
+    assert not hub.connected

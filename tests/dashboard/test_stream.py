@@ -14,7 +14,7 @@ import pytest
 
 from dashboard_helpers import make_user
 from gym_raas_mqtt import mqtt, protocol
-from gym_raas_mqtt.cli.client import Api
+from gym_raas_mqtt.cli.api import Api
 from gym_raas_mqtt.protocol import JobState, JobStatus, LogChunk, TelemetryBatch, TopicKind
 
 pytestmark = pytest.mark.broker

@@ -10,9 +10,11 @@ import pytest
 
 from dashboard.submission import (Limits, SubmissionError, archive_suffix, check_archive,
                                   check_git_url, check_ref, check_time_limit)
+from dispatcher.limits import QueueLimits
 
-LIMITS = Limits(max_upload_bytes=10_000, max_unpacked_bytes=50_000, max_archive_members=20,
-                min_time_limit_s=1.0, max_time_limit_s=600.0, default_time_limit_s=120.0)
+LIMITS = Limits(max_upload_bytes=10_000, max_unpacked_bytes=50_000, max_archive_members=20)
+QUEUE_LIMITS = QueueLimits(min_time_limit_s=1.0, max_time_limit_s=600.0,
+                           default_time_limit_s=120.0)
 
 
 def tgz(members: dict[str, bytes], *, link: str | None = None) -> bytes:
@@ -82,13 +84,13 @@ def test_empty_ref_means_default_branch() -> None:
 
 @pytest.mark.parametrize("value,expected", [(None, 120.0), ("", 120.0), ("30", 30.0), (600, 600.0)])
 def test_time_limit(value: object, expected: float) -> None:
-    assert check_time_limit(value, LIMITS) == expected
+    assert check_time_limit(value, QUEUE_LIMITS) == expected
 
 
 @pytest.mark.parametrize("value", ["abc", "nan", "inf", 0, 601, -5, True, [1]])
 def test_time_limit_rejected(value: object) -> None:
     with pytest.raises(SubmissionError, match="time_limit_s"):
-        check_time_limit(value, LIMITS)
+        check_time_limit(value, QUEUE_LIMITS)
 
 
 def test_archive_types() -> None:

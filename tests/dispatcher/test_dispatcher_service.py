@@ -312,7 +312,7 @@ def test_sigkill_mid_job_then_restart_completes_exactly_once(mini_broker, tmp_pa
         assert birth1.online
         init_db(db_url)
         Q.ensure_owner("alice")
-        jid = Q.enqueue("alice", SRC, 30).id
+        jid = Q.enqueue("alice", SRC, 30, limits=LIMITS).id
         a = node.assignment(10)
         assert node.update(jid, 1, JobState.RUNNING, a.version)[0]
         node.set_state(NodeStatus.BUSY, jid)
@@ -337,7 +337,7 @@ def test_sigkill_mid_job_then_restart_completes_exactly_once(mini_broker, tmp_pa
         assert events(jid) == [(None, "queued"), ("queued", "assigned"),
                                ("assigned", "running"), ("running", "succeeded")]
         # and it keeps dispatching after the restart
-        j2 = Q.enqueue("alice", SRC, 30).id
+        j2 = Q.enqueue("alice", SRC, 30, limits=LIMITS).id
         assert node.assignment(10).job_id == j2
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -357,7 +357,7 @@ def test_sigkill_before_acceptance_republishes_assignment(mini_broker, tmp_path,
     env_vars = _proc_env(mini_broker, db_url, uid)
     init_db(db_url)
     Q.ensure_owner("alice")
-    jid = Q.enqueue("alice", SRC, 30).id
+    jid = Q.enqueue("alice", SRC, 30, limits=LIMITS).id
     proc = _start_proc(env_vars, tmp_path / "d.log")
     node = FakeNode(mini_broker.admin, f"{uid}-a").start()
     try:
@@ -417,18 +417,18 @@ def test_presence_overtakes_only_other_nodes_updates():
     """Worker ordering: a node's state may pass other nodes' updates, never its own or a fence."""
     import collections
 
-    from dispatcher.service import _TICK, _kind_and_node
+    from dispatcher.inbox import TICK, Message, presence_first
 
-    def msg(kind: TopicKind, node: str, job: str | None = None) -> tuple:
+    def msg(kind: TopicKind, node: str, job: str | None = None) -> Message:
         name = protocol.topic(kind, node=node, **({"job": job} if job else {}))
-        return ("msg", name, b"", *_kind_and_node(name))
+        return Message.classify(name, b"")
 
     upd_a = msg(TopicKind.NODE_JOB_UPDATE, "a", "j1")
     st_b = msg(TopicKind.NODE_STATE, "b")
     st_a = msg(TopicKind.NODE_STATE, "a")
     upd_c = msg(TopicKind.NODE_JOB_UPDATE, "c", "j2")
     st_d = msg(TopicKind.NODE_STATE, "d")
-    pending = collections.deque([upd_a, st_b, st_a, upd_c, _TICK, st_d])
-    fast = Dispatcher._presence_first(pending)
+    pending = collections.deque([upd_a, st_b, st_a, upd_c, TICK, st_d])
+    fast = presence_first(pending)
     assert fast == [st_b]  # st_a waits behind a's update; st_d behind the tick
-    assert list(pending) == [upd_a, st_a, upd_c, _TICK, st_d]
+    assert list(pending) == [upd_a, st_a, upd_c, TICK, st_d]

@@ -8,6 +8,7 @@ import pytest
 
 from dispatcher import queue as Q
 from dispatcher.models import Execution, Job, JobEvent, Node
+from gym_raas_mqtt.config import load
 from gym_raas_mqtt.protocol import JobSource, JobState, JobUpdate, SourceKind
 
 LIM = Q.QueueLimits(default_time_limit_s=120, min_time_limit_s=1, max_time_limit_s=600,
@@ -19,6 +20,12 @@ S = JobState
 def submit(owner: str = "alice", t: float = 0.0, limits: Q.QueueLimits = LIM, **kw) -> str:
     Q.ensure_owner(owner)
     return Q.enqueue(owner, SRC, kw.pop("time_limit_s", 10), limits=limits, now=t, **kw).id
+
+
+def assign_next(node_id: str, **kw):
+    """The fair queue's next job on ``node_id`` alone: ``(job, execution)`` or None."""
+    got = Q.assign_batch([node_id], **kw)
+    return (got[0][1], got[0][2]) if got else None
 
 
 def n_events(job_id: str | None = None) -> int:
@@ -87,10 +94,11 @@ def test_enqueue_rejects_unknown_owner_and_bad_source(db):
 
 def test_time_limit_bounds_come_from_config(db, monkeypatch):
     monkeypatch.setenv("RAAS_MAX_TIME_LIMIT_S", "300")
+    limits = load(Q.QueueLimits)  # what the dispatcher and the dashboard build at start-up
     Q.ensure_owner("alice")
     with pytest.raises(Q.InvalidSubmission, match="1–300 s"):
-        Q.enqueue("alice", SRC, 301)
-    assert Q.enqueue("alice", SRC, 300).time_limit_s == 300
+        Q.enqueue("alice", SRC, 301, limits=limits)
+    assert Q.enqueue("alice", SRC, 300, limits=limits).time_limit_s == 300
 
 
 # -------------------------------------------------------------------------------- transitions
@@ -312,11 +320,11 @@ def test_node_reported_error_requeues(db):
 # -------------------------------------------------------------------------------- fair queue
 def test_fifo_with_per_owner_cap(db):
     a1, a2, b1, a3, b2 = (submit(o, t) for t, o in enumerate("a a b a b".split()))
-    got = [Q.assign_next(f"n{i}", limits=LIM, now=10) for i in range(4)]
+    got = [assign_next(f"n{i}", limits=LIM, now=10) for i in range(4)]
     assert [g[0].id if g else None for g in got] == [a1, b1, None, None]  # both owners capped
     Q.start(a1, 1, limits=LIM, now=11)
     Q.finish(a1, 1, S.SUCCEEDED, now=12)
-    assert Q.assign_next("n0", limits=LIM, now=13)[0].id == a2  # a's next, ahead of b2 (capped)
+    assert assign_next("n0", limits=LIM, now=13)[0].id == a2  # a's next, ahead of b2 (capped)
 
 
 def test_max_running_two_and_suspended_owner(db):
@@ -324,7 +332,7 @@ def test_max_running_two_and_suspended_owner(db):
     ids = [submit(o, t) for t, o in enumerate("a a a s b".split())]
     Owner.update(max_running=2).where(Owner.name == "a").execute()
     Owner.update(max_running=0).where(Owner.name == "s").execute()
-    got = [Q.assign_next(f"n{i}", limits=LIM, now=10) for i in range(5)]
+    got = [assign_next(f"n{i}", limits=LIM, now=10) for i in range(5)]
     assert [g[0].id if g else None for g in got] == [ids[0], ids[1], ids[4], None, None]
     assert Q.queue_position(ids[3]) is None  # suspended owner: no position
 
@@ -335,17 +343,17 @@ def test_requeued_job_keeps_its_place_and_prefers_another_node(db):
     Q.assign(first, "n1", limits=LIM, now=2)
     Q.error_and_requeue(first, 1, "lost", now=3)
     # n1 avoids the job that failed on it while another node could take it
-    assert Q.assign_next("n1", avoid_repeat=True, limits=LIM, now=4)[0].id == later
-    got = Q.assign_next("n2", avoid_repeat=True, limits=LIM, now=4)
-    assert got[0].id == first and got[1].number == 2
+    got = {n: (j.id, e.number) for n, j, e in Q.assign_batch(["n1", "n2"], limits=LIM, now=4)}
+    assert got["n1"] == (later, 1)
+    assert got["n2"] == (first, 2)
     assert Q.queue_positions(4) == {}
 
 
 def test_assign_skips_canceled_and_returns_none_when_empty(db):
-    assert Q.assign_next("n1", limits=LIM) is None
+    assert assign_next("n1", limits=LIM) is None
     j = submit()
     Q.cancel(j, "alice", limits=LIM)
-    assert Q.assign_next("n1", limits=LIM) is None
+    assert assign_next("n1", limits=LIM) is None
 
 
 def test_queue_position_single_node_is_fifo(db):
@@ -365,7 +373,7 @@ def test_queue_position_counts_fleet_nodes(db):
 
 @pytest.mark.parametrize("slots", [1, 3])
 def test_queue_positions_predict_dispatch_order(db, slots):
-    """Positions equal the order assign_next really starts jobs (waves of equal-length jobs)."""
+    """Positions equal the order assignment really starts jobs (waves of equal-length jobs)."""
     from dispatcher.models import Owner
     rng = random.Random(slots)
     ids = [submit(rng.choice("abcd"), t) for t in range(40)]
@@ -381,7 +389,7 @@ def test_queue_positions_predict_dispatch_order(db, slots):
     while True:
         free = slots - len(running)
         for i in range(free):
-            got = Q.assign_next(f"n{i}", limits=LIM, now=t)
+            got = assign_next(f"n{i}", limits=LIM, now=t)
             if got is None:
                 break
             order.append(got[0].id)

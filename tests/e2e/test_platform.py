@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raas_platform.stack.demo import print_results, run_demo
-from raas_platform.stack.processes import Stack
+from devstack.demo import print_results, run_demo
+from devstack.processes import Stack
 from gym_raas_mqtt.results import load_summary, load_telemetry
 from raas_platform.storage import open_store
 from tests.conftest import free_port

@@ -18,12 +18,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
 from dashboard_helpers import make_config, make_user, run_job_to_end  # noqa: E402
 
-from dashboard import create_app  # noqa: E402
+from dashboard.app import create_app  # noqa: E402
 from dashboard.server import BackgroundServer  # noqa: E402
 from dispatcher.models import Job, database  # noqa: E402
 from gym_raas_mqtt import protocol  # noqa: E402
 from gym_raas_mqtt.cli import main  # noqa: E402
-from gym_raas_mqtt.cli.client import pack_directory  # noqa: E402
+from gym_raas_mqtt.cli.api import ClientError, pack_directory  # noqa: E402
 from gym_raas_mqtt.protocol import JobState, JobStatus, LogChunk, TopicKind  # noqa: E402
 from raas_platform.storage import open_store  # noqa: E402
 
@@ -115,8 +115,6 @@ def test_submit_folder_git_url_and_list(dash: Any, capsys: pytest.CaptureFixture
 
 
 def test_folder_without_run_py_is_refused_locally(tmp_path: Path) -> None:
-    from gym_raas_mqtt.cli.client import ClientError
-
     with pytest.raises(ClientError, match="run.py"):
         pack_directory(tmp_path)
 

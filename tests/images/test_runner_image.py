@@ -25,7 +25,8 @@ steps = 0
 for _ in range(50):
     obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
     steps += 1
-proto = pathlib.Path(gym_raas_mqtt.__file__).with_name("protocol.py").read_bytes()
+proto_dir = pathlib.Path(gym_raas_mqtt.__file__).with_name("protocol")
+proto = b"".join(p.name.encode() + p.read_bytes() for p in sorted(proto_dir.glob("*.py")))
 def importable(name):
     try:
         importlib.import_module(name)
@@ -39,7 +40,8 @@ print(json.dumps({
                  ("numpy", "scipy", "gymnasium", "paho-mqtt", "cloudpickle",
                   "farama-notifications", "typing-extensions")},
     "services": {m: importable(m) for m in ("dispatcher", "fleet_node", "dashboard",
-                                            "broker_config", "docker", "flask")},
+                                            "broker_config", "raas_platform", "devstack",
+                                            "docker", "flask")},
     "tools": {t: shutil.which(t) for t in ("gcc", "cc", "pip", "pip3", "apt-get", "sudo")},
     "steps": steps, "obs_shape": list(obs.shape),
     "protocol_sha256": __import__("hashlib").sha256(proto).hexdigest(),
@@ -99,7 +101,8 @@ def test_image_holds_the_pinned_packages_and_only_the_env_package(current_image,
     assert not any(probe["tools"].values()), probe["tools"]
     assert (probe["steps"], probe["obs_shape"]) == (50, [3])
     # The image carries this checkout's protocol, so a job speaks what the node speaks.
-    local = hashlib.sha256((ROOT / "gym_raas_mqtt" / "protocol.py").read_bytes()).hexdigest()
+    proto = sorted((ROOT / "gym_raas_mqtt" / "protocol").glob("*.py"))
+    local = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in proto)).hexdigest()
     assert probe["protocol_sha256"] == local
 
 

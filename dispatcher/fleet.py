@@ -1,0 +1,124 @@
+"""The dispatcher's view of the fleet: each node's presence and the execution it holds.
+
+Presence rules (docs/job-lifecycle.md, Sparkplug's bdSeq): a node's retained state carries its
+session; a ``lost`` (its will) whose session is older than the latest birth is a late will and is
+ignored. A current ``lost`` makes the node *suspect*; after the grace period its execution ends
+``error`` and the job is requeued. A node that reports ``idle``/``offline``/``maintenance`` while
+the dispatcher believes it runs a job has dropped that job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from gym_raas_mqtt import protocol
+from gym_raas_mqtt.protocol import JobState, NodeStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeView:
+    """What the dispatcher believes about one node (rebuilt from retained messages)."""
+
+    state: NodeStatus | None = None  # None: not heard from since start
+    session: int = -1
+    job_id: str | None = None
+    suspect_since: float | None = None  # a current `lost` (or silence after start) since then
+    seen_at: float | None = None
+
+
+@dataclass
+class Holding:
+    """The execution a node holds (assigned or running), as last written by the queue."""
+
+    job_id: str
+    execution: int
+    state: JobState
+
+
+@dataclass(frozen=True)
+class StateVerdict:
+    """What a node's state message means for the jobs.
+
+    Attributes:
+        stale: a late will (older session): nothing changed.
+        dropped_job: the node no longer runs the execution it holds (end it ``error``).
+        foreign_job: a job the node runs but does not hold here (tell it to cancel).
+    """
+
+    stale: bool = False
+    dropped_job: str | None = None
+    foreign_job: str | None = None
+
+
+@dataclass
+class FleetView:
+    """Nodes by id and the execution each holds; owned by the dispatcher's worker thread."""
+
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    holding: dict[str, Holding] = field(default_factory=dict)
+
+    def on_state(self, node_id: str, msg: protocol.NodeState | None, now: float) -> StateVerdict:
+        """Apply a node's retained state (None: cleared, the node left the fleet)."""
+        view = self.nodes.setdefault(node_id, NodeView())
+        if msg is None:
+            view.state, view.suspect_since = NodeStatus.OFFLINE, view.suspect_since or now
+            return StateVerdict()
+        if msg.session < view.session:
+            log.info("ignored %s of node %s: session %d is older than %d (late will)",
+                     msg.state.value, node_id, msg.session, view.session)
+            return StateVerdict(stale=True)
+        view.session, view.job_id, view.seen_at, view.state = (msg.session, msg.job_id, now,
+                                                              msg.state)
+        if msg.state == NodeStatus.LOST:
+            if view.suspect_since is None:
+                view.suspect_since = now
+                log.warning("node %s lost (session %d)", node_id, msg.session)
+        else:
+            view.suspect_since = None
+        held = self.holding.get(node_id)
+        busy_with = msg.job_id if msg.state == NodeStatus.BUSY else None
+        if held is None:
+            return StateVerdict(foreign_job=busy_with)
+        if msg.state in (NodeStatus.IDLE, NodeStatus.OFFLINE, NodeStatus.MAINTENANCE) \
+                and held.state == JobState.RUNNING:
+            return StateVerdict(dropped_job=held.job_id)
+        if busy_with and busy_with != held.job_id:
+            return StateVerdict(foreign_job=busy_with)
+        return StateVerdict()
+
+    def suspect_all_holders(self, now: float) -> None:
+        """After (re)connecting, a node holding an execution is unconfirmed until its retained
+        state arrives; one that never shows up is handled like a lost one after the grace."""
+        for node_id in self.holding:
+            view = self.nodes.setdefault(node_id, NodeView())
+            if view.state != NodeStatus.LOST or view.suspect_since is None:
+                view.suspect_since = now
+
+    def lost_too_long(self, now: float, grace_s: float) -> list[tuple[str, float]]:
+        """``(node, seconds suspect)`` of nodes holding an execution, suspect for ≥ ``grace_s``."""
+        return [(n, now - v.suspect_since) for n, v in self.nodes.items()
+                if v.suspect_since is not None and n in self.holding
+                and now - v.suspect_since >= grace_s]
+
+    def idle(self, draining: set[str]) -> list[str]:
+        """Nodes that may take a job now: idle, not suspect, holding nothing, not draining."""
+        return [n for n, v in self.nodes.items()
+                if v.state == NodeStatus.IDLE and v.suspect_since is None
+                and n not in self.holding and n not in draining]
+
+    def release(self, job_id: str, state: JobState, execution: int) -> list[str]:
+        """The job's state changed: update or drop the holdings of it; returns the nodes that no
+        longer hold it (their retained assignment must be cleared)."""
+        released = []
+        for node_id, h in list(self.holding.items()):
+            if h.job_id != job_id:
+                continue
+            if state in (JobState.ASSIGNED, JobState.RUNNING) and h.execution == execution:
+                h.state = state
+            else:  # that execution ended (finished, expired, errored, canceled)
+                del self.holding[node_id]
+                released.append(node_id)
+        return released

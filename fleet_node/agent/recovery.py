@@ -1,0 +1,77 @@
+"""Crash bookkeeping: what a job execution would leave behind, written down and cleaned up at start.
+
+While a job runs, ``<data dir>/agent/current-job.json`` names its local broker account and work
+folder. If the agent dies, the next start deletes both and any container left on the engine; the
+dispatcher requeues the job itself (the node comes back without it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from broker_config.provision import delete_job_client
+from fleet_node.agent.job import ActiveJob
+from gym_raas_mqtt.errors import RaasError
+from gym_raas_mqtt.mqtt import BrokerAddress
+
+log = logging.getLogger(__name__)
+
+
+class CrashRecord:
+    """The file naming the running job execution's leftovers.
+
+    Args:
+        state_dir: the agent's state folder (exists).
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "current-job.json"
+
+    def remember(self, job: ActiveJob) -> None:
+        """Note what a crash would leave behind now (atomically replaced)."""
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"job_id": job.id, "execution": job.assignment.execution,
+                                   "job_client": job.job_client,
+                                   "workdir": str(job.workdir) if job.workdir else None}))
+        tmp.replace(self.path)
+
+    def forget(self) -> None:
+        """The job execution is over and cleaned up."""
+        self.path.unlink(missing_ok=True)
+
+    def recover(self, *, node_id: str, runner: Any, local_admin: BrokerAddress,
+                keep_workdirs: bool) -> None:
+        """After a crash: remove the node's job containers, the dead job's account and files.
+
+        Args:
+            node_id: this node (only its containers are swept).
+            runner: the job runner, if any; its ``sweep(node_id)`` removes containers.
+            local_admin: the agent's account on the local broker (deletes job accounts).
+            keep_workdirs: keep the work folder (debugging).
+        """
+        sweep = getattr(runner, "sweep", None)
+        if sweep is not None:
+            try:
+                sweep(node_id)
+            except Exception as e:  # noqa: BLE001 - Docker trouble shows up again per job
+                log.warning("could not sweep leftover containers: %s", e)
+        try:
+            left = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except ValueError:
+            self.forget()
+            return
+        log.warning("cleaning up after job %s, interrupted by a crash", left.get("job_id"))
+        if left.get("job_client"):
+            try:
+                delete_job_client(local_admin, str(left["job_client"]))
+            except RaasError as e:
+                log.error("could not delete leftover account %s: %s", left["job_client"], e)
+        if left.get("workdir") and not keep_workdirs:
+            shutil.rmtree(left["workdir"], ignore_errors=True)
+        self.forget()

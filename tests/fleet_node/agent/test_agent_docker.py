@@ -1,0 +1,40 @@
+"""The agent with the real Docker runner: a controller in the hardened runner image drives the
+(simulated, lockstep) motor node through the node-local broker's socket; results come back as a
+bundle recorded by the motor node."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatcher import queue as Q
+from fleet_node.runner import DockerRunner, RunnerConfig
+from gym_raas_mqtt import results
+from gym_raas_mqtt.protocol import JobSource, JobState, SourceKind
+from tests.fleet_node.agent.agent_harness import git_repo, make_node
+from tests.fleet_node.agent.test_agent_jobs import RUN_ENV, dispatcher, finished  # noqa: F401
+
+pytestmark = [pytest.mark.docker, pytest.mark.broker]
+
+
+@pytest.fixture
+def node(broker, tmp_path, uid):
+    n = make_node(broker, tmp_path, uid)
+    n.start_motor()
+    yield n
+    n.close()
+
+
+def test_job_in_docker_end_to_end(dispatcher, node, docker, runner_image, tmp_path):  # noqa: F811
+    runner = DockerRunner(RunnerConfig(image=runner_image))
+    agent = node.start_agent(runner=runner)
+    assert agent._meta().image_digest == runner.image_id()
+    url = git_repo(tmp_path / "repo", {"run.py": RUN_ENV})
+    job_id = Q.enqueue("alice", JobSource(SourceKind.GIT, url=url), 60.0,
+                       limits=dispatcher.limits).id
+    job = finished(job_id, timeout_s=120)
+    stdout = node.store.get_bytes(f"results/{job_id}/stdout.log").decode()
+    assert job.job_state is JobState.SUCCEEDED, f"{job.reason}\n{stdout[-2000:]}"
+    summary = results.load_summary(node.store, job_id=job_id)
+    assert summary["steps"] == 60 and summary["image_digest"] == runner.image_id()
+    assert f"return {summary['return']:.4f}" in stdout
+    assert not docker.containers.list(all=True, filters={"label": f"raas.job={job_id}"})
