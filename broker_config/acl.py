@@ -45,7 +45,8 @@ def admin_role() -> list[Acl]:
 
 def dispatcher_role() -> list[Acl]:
     """The dispatcher: reads the whole tree, writes its birth, node commands/assignments, replies
-    to job updates and job states; may clear a decommissioned node's retained state/meta."""
+    to job updates, job states and the telemetry and logs it relays from the node that runs the
+    job; may clear a decommissioned node's retained state/meta."""
     return [(SUB, root_filter())] + [(PUB, f) for f in (
         topic(K.DISPATCHER_STATE),
         topic_filter(K.NODE_CMD),
@@ -55,6 +56,8 @@ def dispatcher_role() -> list[Acl]:
         topic_filter(K.NODE_STATE),
         topic_filter(K.NODE_META),
         topic_filter(K.JOB_STATE),
+        topic_filter(K.JOB_TELEMETRY),
+        topic_filter(K.JOB_LOG),
     )]
 
 
@@ -64,21 +67,23 @@ def readonly_role() -> list[Acl]:
 
 
 def node_role(node: str) -> list[Acl]:
-    """A fleet node's agent on the central broker: its own state/meta/job updates, its jobs'
-    logs and telemetry; it reads its own subtree (jobs/next, cmd, update replies) and the
-    dispatcher's state. It cannot write jobs/next, cmd or the update replies."""
+    """A fleet node's agent on the central broker: its own state/meta/job updates and its jobs'
+    logs, all in its own subtree (the dispatcher relays the logs of the job the node holds); it
+    reads its own subtree (jobs/next, cmd, update replies) and the dispatcher's state. It cannot
+    write jobs/next, cmd, the update replies, or anything under jobs/."""
     return [(PUB, f) for f in (
         topic(K.NODE_STATE, node=node),
         topic(K.NODE_META, node=node),
         topic_filter(K.NODE_JOB_UPDATE, node=node),
-        topic_filter(K.JOB_LOG),
-        topic_filter(K.JOB_TELEMETRY),
+        topic_filter(K.NODE_JOB_LOG, node=node),
     )] + [(SUB, node_filter(node)), (SUB, topic(K.DISPATCHER_STATE))]
 
 
 def bridge_role(node: str) -> list[Acl]:
-    """The node-local broker's bridge: job telemetry out, plus its connection notification."""
-    return [(PUB, topic_filter(K.JOB_TELEMETRY)), (PUB, topic(K.NODE_BRIDGE, node=node))]
+    """The node-local broker's bridge: its node's job telemetry out (relayed by the dispatcher),
+    plus its connection notification."""
+    return [(PUB, topic_filter(K.NODE_JOB_TELEMETRY, node=node)),
+            (PUB, topic(K.NODE_BRIDGE, node=node))]
 
 
 def user_role(owner: str) -> list[Acl]:
@@ -93,14 +98,15 @@ def motor_role(node: str) -> list[Acl]:
     writes = (K.ENV_OBS, K.ENV_RESET_REPLY, K.ENV_MOTOR_STATE, K.ENV_SELFTEST_REPLY)
     return ([(SUB, topic(k, node=node)) for k in reads]
             + [(PUB, topic(k, node=node)) for k in writes]
-            + [(PUB, topic_filter(K.JOB_TELEMETRY))])
+            + [(PUB, topic_filter(K.NODE_JOB_TELEMETRY, node=node))])
 
 
 def agent_role(node: str) -> list[Acl]:
-    """The agent on its node-local broker: watches motor/env, sends estop/job/selftest, and
-    administers dynsec to create and delete per-job clients."""
+    """The agent on its node-local broker: watches motor/env, sends estop/job/selftest, clears a
+    finished job's retained env state, and administers dynsec to create and delete per-job
+    clients. (A retained action or reset a job may leave is ignored by the motor node.)"""
     reads = (K.ENV_MOTOR_STATE, K.ENV_STATE, K.ENV_SELFTEST_REPLY)
-    writes = (K.ENV_ESTOP, K.ENV_JOB, K.ENV_SELFTEST)
+    writes = (K.ENV_ESTOP, K.ENV_JOB, K.ENV_SELFTEST, K.ENV_STATE)
     return ([(SUB, topic(k, node=node)) for k in reads]
             + [(PUB, topic(k, node=node)) for k in writes] + _dynsec_admin())
 

@@ -82,6 +82,6 @@ def render_local(run_dir: Path, *, socket_path: Path, port: int, plugin: str, ma
             "keepalive_interval 15",
             "restart_timeout 1 30",  # back off 1 s .. 30 s between reconnect attempts
             "start_type automatic",
-            f"topic {topic_filter(TopicKind.JOB_TELEMETRY)} out 0",
+            f"topic {topic_filter(TopicKind.NODE_JOB_TELEMETRY, node=bridge.node_id)} out 0",
         ]
     return "\n".join(lines) + "\n"

@@ -36,6 +36,11 @@ class Holding:
     job_id: str
     execution: int
     state: JobState
+    owner: str
+
+RELEASE_GRACE_S = 30.0
+"""How long a node's telemetry and logs of an execution it no longer holds are still relayed:
+its last batches race the final update on another connection."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,16 @@ class FleetView:
 
     nodes: dict[str, NodeView] = field(default_factory=dict)
     holding: dict[str, Holding] = field(default_factory=dict)
+    released: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+
+    def owner_of(self, node_id: str, job_id: str, now: float) -> str | None:
+        """The owner of ``job_id`` if ``node_id`` holds it (or released it less than
+        :data:`RELEASE_GRACE_S` ago), else None. Safe to call from another thread."""
+        held = self.holding.get(node_id)
+        if held is not None and held.job_id == job_id:
+            return held.owner
+        owner, until = self.released.get((node_id, job_id), (None, 0.0))
+        return owner if now < until else None
 
     def on_state(self, node_id: str, msg: protocol.NodeState | None, now: float) -> StateVerdict:
         """Apply a node's retained state (None: cleared, the node left the fleet)."""
@@ -109,9 +124,9 @@ class FleetView:
                 if v.state == NodeStatus.IDLE and v.suspect_since is None
                 and n not in self.holding and n not in draining]
 
-    def release(self, job_id: str, state: JobState, execution: int) -> list[str]:
-        """The job's state changed: update or drop the holdings of it; returns the nodes that no
-        longer hold it (their retained assignment must be cleared)."""
+    def release(self, job_id: str, state: JobState, execution: int, now: float) -> list[str]:
+        """The job's state changed (at ``now``): update or drop the holdings of it; returns the
+        nodes that no longer hold it (their retained assignment must be cleared)."""
         released = []
         for node_id, h in list(self.holding.items()):
             if h.job_id != job_id:
@@ -121,4 +136,7 @@ class FleetView:
             else:  # that execution ended (finished, expired, errored, canceled)
                 del self.holding[node_id]
                 released.append(node_id)
+                self.released[(node_id, job_id)] = (h.owner, now + RELEASE_GRACE_S)
+        if released:  # forget what is past its grace
+            self.released = {k: v for k, v in self.released.items() if v[1] > now}
         return released

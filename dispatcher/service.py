@@ -23,6 +23,7 @@ from dispatcher.inbox import CONNECTED, RECONCILE, STOP, TICK, Barrier, Inbox, M
 from dispatcher.limits import QueueLimits
 from dispatcher.models import Job, init_db
 from dispatcher.publisher import Publisher
+from dispatcher.relay import RELAYED, Relay
 from gym_raas_mqtt import mqtt, protocol
 from gym_raas_mqtt.errors import ProtocolError
 from gym_raas_mqtt.protocol import JobState, NodeStatus, TopicKind
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 _ASSIGN_CHUNK = 16  # assignments per transaction in a burst of idle nodes
 _FOLLOW_EVERY_S = 0.02  # how often other writers' events are looked for (besides every tick)
-_SUBSCRIPTIONS = (TopicKind.NODE_STATE, TopicKind.NODE_META, TopicKind.NODE_JOB_UPDATE)
+_SUBSCRIPTIONS = (TopicKind.NODE_STATE, TopicKind.NODE_META, TopicKind.NODE_JOB_UPDATE,
+                  TopicKind.NODE_JOB_TELEMETRY, TopicKind.NODE_JOB_LOG)
 
 
 class Dispatcher:
@@ -64,6 +66,7 @@ class Dispatcher:
         self._birth_ts = 0.0
         self._link: mqtt.Link | None = None
         self.publisher: Publisher | None = None
+        self.relay: Relay | None = None
 
     @property
     def nodes(self) -> dict[str, Any]:
@@ -92,6 +95,7 @@ class Dispatcher:
             will=self._next_will, keepalive_s=self.config.keepalive_s,
             session_expiry_s=self.config.session_expiry_s, reconnect_delay_s=(0.1, 2.0))
         self.publisher = Publisher(self._link, self.clock, self.config.command_expiry_s)
+        self.relay = Relay(self._link, self.fleet, self.clock)
         worker = threading.Thread(target=self._work, name="dispatcher-worker", daemon=True)
         ticker = threading.Thread(target=self._tick_loop, name="dispatcher-tick", daemon=True)
         self._threads = [worker, ticker]
@@ -150,7 +154,11 @@ class Dispatcher:
         self.connected.clear()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        self._inbox.put(Message.classify(topic, payload))
+        msg = Message.classify(topic, payload)
+        if msg.kind in RELAYED:  # straight through, never behind the worker's database work
+            self.relay.forward(protocol.parse_topic(topic), payload)
+        else:
+            self._inbox.put(msg)
 
     # ------------------------------------------------------------------ worker
     def _tick_loop(self) -> None:
@@ -215,7 +223,8 @@ class Dispatcher:
     def _reconcile(self) -> None:
         """The DB is the truth: reload who holds what (before any MQTT message is handled)."""
         for ex in queue.active_executions():
-            self.holding[ex.node_id] = Holding(ex.job_id, ex.number, JobState(ex.state))
+            owner = queue.get_job(ex.job_id).owner_id
+            self.holding[ex.node_id] = Holding(ex.job_id, ex.number, JobState(ex.state), owner)
         self._event_cursor = queue.last_event_id()
         self.draining = nodes.draining_nodes()
         log.info("reconciled: %d active execution(s)", len(self.holding))
@@ -316,7 +325,7 @@ class Dispatcher:
             made = queue.assign_batch(chunk, limits=self.limits, now=self.clock())
             for node_id, job, ex in made:
                 self.stats["assigned"] += 1
-                self.holding[node_id] = Holding(job.id, ex.number, JobState.ASSIGNED)
+                self.holding[node_id] = Holding(job.id, ex.number, JobState.ASSIGNED, job.owner_id)
                 self.publisher.assignment(node_id, job, ex)
             for _, job, _ in made:
                 self.publisher.status(job)
@@ -326,7 +335,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ side effects of state
     def _sync_job(self, job: Job) -> None:
         """Make the world match the DB for ``job``: holdings, jobs/next, cancel, status."""
-        for node_id in self.fleet.release(job.id, job.job_state, job.attempts):
+        for node_id in self.fleet.release(job.id, job.job_state, job.attempts, self.clock()):
             self.publisher.clear_assignment(node_id)
         if job.job_state == JobState.RUNNING and job.cancel_requested and job.node_id:
             key = (job.id, job.attempts)

@@ -125,7 +125,7 @@ class JobPipeline:
         shutil.rmtree(job.workdir, ignore_errors=True)
         job.workdir.mkdir(parents=True)
         self.crash.remember(job)
-        log_topic = protocol.topic(TopicKind.JOB_LOG, owner=a.owner, job=a.job_id)
+        log_topic = protocol.topic(TopicKind.NODE_JOB_LOG, node=self.node_id, job=a.job_id)
         job.logs = LogStreamer(a.job_id, job.workdir / results.STDOUT_FILE,
                                lambda chunk: self._send_central(log_topic, chunk),
                                flush_s=self.config.log_flush_s,

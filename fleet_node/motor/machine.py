@@ -328,7 +328,7 @@ class MotorMachine:
             self._set_status(self.status, self.reason)
 
     def _publish_telemetry(self, owner: str, job_id: str, batch: TelemetryBatch) -> None:
-        self._emit(TopicKind.JOB_TELEMETRY, batch, owner=owner, job=job_id)
+        self._emit(TopicKind.NODE_JOB_TELEMETRY, batch, node=self.cfg.node_id, job=job_id)
 
     # ---------------------------------------------------------------------------- procedures
     def _on_selftest(self, req: SelfTestRequest) -> None:

@@ -28,6 +28,8 @@ class TopicKind(str, enum.Enum):
     NODE_JOB_UPDATE = "node_job_update"
     NODE_JOB_ACCEPTED = "node_job_accepted"
     NODE_JOB_REJECTED = "node_job_rejected"
+    NODE_JOB_TELEMETRY = "node_job_telemetry"
+    NODE_JOB_LOG = "node_job_log"
     JOB_STATE = "job_state"
     JOB_TELEMETRY = "job_telemetry"
     JOB_LOG = "job_log"
@@ -80,12 +82,18 @@ TOPICS: Mapping[TopicKind, TopicSpec] = {
                                            JobUpdateReply, "dispatcher → node"),
     TopicKind.NODE_JOB_REJECTED: TopicSpec(_t("nodes/{node}/jobs/{job}/update/rejected"), 1, False,
                                            JobUpdateReply, "dispatcher → node"),
+    # A node writes its jobs' telemetry and logs in its own subtree; the dispatcher relays those of
+    # the job the node currently holds to the job's owner (a node cannot write another's job).
+    TopicKind.NODE_JOB_TELEMETRY: TopicSpec(_t("nodes/{node}/jobs/{job}/telemetry"), 0, False,
+                                            TelemetryBatch, "motor node (bridged) → dispatcher"),
+    TopicKind.NODE_JOB_LOG: TopicSpec(_t("nodes/{node}/jobs/{job}/log"), 0, False, LogChunk,
+                                      "agent → dispatcher"),
     TopicKind.JOB_STATE: TopicSpec(_t("jobs/{owner}/{job}/state"), 1, True, JobStatus,
                                    "dispatcher → users"),
     TopicKind.JOB_TELEMETRY: TopicSpec(_t("jobs/{owner}/{job}/telemetry"), 0, False,
-                                       TelemetryBatch, "motor node → users"),
+                                       TelemetryBatch, "dispatcher (relayed) → users"),
     TopicKind.JOB_LOG: TopicSpec(_t("jobs/{owner}/{job}/log"), 0, False, LogChunk,
-                                 "agent → users"),
+                                 "dispatcher (relayed) → users"),
     TopicKind.ENV_MOTOR_STATE: TopicSpec(_t("env/{node}/motor/state"), 1, True, MotorState,
                                          "motor → env, agent", local=True),
     TopicKind.ENV_STATE: TopicSpec(_t("env/{node}/env/state"), 1, True, EnvState,

@@ -69,7 +69,7 @@ def test_node_writes_its_own_topics_only(broker, probe, watcher, uid):
     n = probe(broker.address(provision.node_username(node), pw))
     allowed = (topic(K.NODE_STATE, node=node), topic(K.NODE_META, node=node),
                topic(K.NODE_JOB_UPDATE, node=node, job="j1"),
-               topic(K.JOB_LOG, owner="o1", job="j1"), topic(K.JOB_TELEMETRY, owner="o1", job="j1"))
+               topic(K.NODE_JOB_LOG, node=node, job="j1"))
     for t in allowed:
         assert n.publish(t, b"ok") == 0, t
         assert watcher.expect(topic=t)[0] == t
@@ -78,7 +78,10 @@ def test_node_writes_its_own_topics_only(broker, probe, watcher, uid):
                topic(K.NODE_JOB_REJECTED, node=node, job="j1"),
                topic(K.NODE_STATE, node=other), topic(K.NODE_JOB_UPDATE, node=other, job="j1"),
                topic(K.JOB_STATE, owner="o1", job="j1"), topic(K.DISPATCHER_STATE),
-               topic(K.NODE_BRIDGE, node=node))
+               topic(K.NODE_BRIDGE, node=node),
+               # a node writes its jobs' logs in its own subtree only (the dispatcher relays them)
+               topic(K.JOB_LOG, owner="o1", job="j1"), topic(K.JOB_TELEMETRY, owner="o1", job="j1"),
+               topic(K.NODE_JOB_LOG, node=other, job="j1"))
     for t in refused:
         assert n.publish(t, b"forged") == NOT_AUTHORIZED, t
     assert watcher.nothing(topics=refused)
@@ -112,11 +115,13 @@ def test_dispatcher_drives_nodes_but_cannot_forge_their_updates(broker, probe, w
     node = f"n{uid}"
     for t in (topic(K.NODE_JOB_NEXT, node=node), topic(K.NODE_CMD, node=node),
               topic(K.NODE_JOB_ACCEPTED, node=node, job="j"),
-              topic(K.JOB_STATE, owner="o", job="j"), topic(K.DISPATCHER_STATE)):
+              topic(K.JOB_STATE, owner="o", job="j"), topic(K.DISPATCHER_STATE),
+              # the relay of the telemetry and logs of the job a node holds
+              topic(K.JOB_TELEMETRY, owner="o", job="j"), topic(K.JOB_LOG, owner="o", job="j")):
         assert d.publish(t) == 0, t
         assert watcher.expect(topic=t)[0] == t
     for t in (topic(K.NODE_JOB_UPDATE, node=node, job="j"),
-              topic(K.JOB_TELEMETRY, owner="o", job="j"), "$CONTROL/dynamic-security/v1"):
+              topic(K.NODE_JOB_TELEMETRY, node=node, job="j"), "$CONTROL/dynamic-security/v1"):
         assert d.publish(t) == NOT_AUTHORIZED, t
     assert d.subscribe(root_filter()) == 1
     assert d.subscribe("#") == NOT_AUTHORIZED
@@ -138,12 +143,14 @@ def test_bridge_account_only_forwards_telemetry(broker, probe, watcher, uid):
     node = f"n{uid}"
     b = probe(broker.address(provision.bridge_username(node),
                              provision.ensure_bridge(broker.admin, node)))
-    assert b.publish(topic(K.JOB_TELEMETRY, owner="o", job="j")) == 0
+    assert b.publish(topic(K.NODE_JOB_TELEMETRY, node=node, job="j")) == 0
     assert b.publish(topic(K.NODE_BRIDGE, node=node), b"1") == 0
     assert b.publish(topic(K.NODE_STATE, node=node)) == NOT_AUTHORIZED
     assert b.publish(topic(K.JOB_LOG, owner="o", job="j")) == NOT_AUTHORIZED
+    assert b.publish(topic(K.JOB_TELEMETRY, owner="o", job="j")) == NOT_AUTHORIZED
+    assert b.publish(topic(K.NODE_JOB_TELEMETRY, node=f"x{uid}", job="j")) == NOT_AUTHORIZED
     assert b.subscribe(root_filter()) == NOT_AUTHORIZED
-    for t in (topic(K.JOB_TELEMETRY, owner="o", job="j"), topic(K.NODE_BRIDGE, node=node)):
+    for t in (topic(K.NODE_JOB_TELEMETRY, node=node, job="j"), topic(K.NODE_BRIDGE, node=node)):
         assert watcher.expect(topic=t)[0] == t  # in publishing order (one client, QoS 1)
 
 

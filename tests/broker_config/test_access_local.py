@@ -74,10 +74,14 @@ def test_motor_and_agent_roles(local_broker, probe, watcher, uid):
     for kind in (K.ENV_ACT, K.ENV_RESET, K.ENV_STATE, K.ENV_ESTOP, K.ENV_JOB, K.ENV_SELFTEST):
         assert m.subscribe(topic(kind, node=node)) == 1
     for t in (topic(K.ENV_OBS, node=node), topic(K.ENV_RESET_REPLY, node=node),
-              topic(K.ENV_MOTOR_STATE, node=node), topic(K.ENV_SELFTEST_REPLY, node=node),
-              topic(K.JOB_TELEMETRY, owner="o", job=f"j{uid}")):
+              topic(K.ENV_MOTOR_STATE, node=node), topic(K.ENV_SELFTEST_REPLY, node=node)):
         assert m.publish(t) == 0, t
         assert watcher.expect()[0] == t
+    # telemetry goes to its node's subtree (bridged out; outside the watcher's env/<node>/#)
+    assert m.publish(topic(K.NODE_JOB_TELEMETRY, node=node, job=f"j{uid}")) == 0
+    for t in (topic(K.JOB_TELEMETRY, owner="o", job=f"j{uid}"),
+              topic(K.NODE_JOB_TELEMETRY, node=f"x{uid}", job=f"j{uid}")):
+        assert m.publish(t) == NOT_AUTHORIZED, t
     for t in (topic(K.ENV_ACT, node=node), topic(K.ENV_ESTOP, node=node),
               topic(K.ENV_STATE, node=node)):
         assert m.publish(t) == NOT_AUTHORIZED, t

@@ -86,5 +86,5 @@ def test_rendered_local_config_has_socket_limits_and_bridge():
                  "set_tcp_nodelay true", "allow_anonymous false", "bridge_protocol_version mqttv50",
                  "cleansession false", "remote_username bridge-n1",
                  f"notification_topic {p.topic(p.TopicKind.NODE_BRIDGE, node='n1')}",
-                 f"topic {p.topic_filter(p.TopicKind.JOB_TELEMETRY)} out 0"):
+                 f"topic {p.topic_filter(p.TopicKind.NODE_JOB_TELEMETRY, node='n1')} out 0"):
         assert want in lines, want

@@ -432,3 +432,65 @@ def test_presence_overtakes_only_other_nodes_updates():
     fast = presence_first(pending)
     assert fast == [st_b]  # st_a waits behind a's update; st_d behind the tick
     assert list(pending) == [upd_a, st_a, upd_c, TICK, st_d]
+
+# ------------------------------------------------------------------------ telemetry/log relay
+def _batch(job: str, node: str, t0: float = 0.0) -> protocol.TelemetryBatch:
+    return protocol.TelemetryBatch(job_id=job, node_id=node, episode_id=1, seq=(1,), t=(t0,),
+                                   theta=(3.1,), theta_dot=(0.0,), u_desired=(0.5,),
+                                   u_applied=(0.5,), reward=(-9.6,), deadline_miss=(False,))
+
+
+def test_relay_forwards_only_the_job_the_node_holds(env, caplog):
+    """A node writes its jobs' telemetry and logs in its own subtree; the dispatcher republishes
+    them to the owner's job topics only for the execution the node holds (finding: a node's
+    login could publish log and telemetry for any user's job)."""
+    a, b = env.node("a"), env.node("b")
+    jid = env.submit("alice")
+    other = env.submit("bob")  # assigned to the other node
+    wa = {n.node_id: n.assignment() for n in (a, b)}
+    mine = next(n for n in (a, b) if wa[n.node_id].job_id == jid)
+    theirs = b if mine is a else a
+    watch = Watcher(env.broker.admin, protocol.job_filter("alice", jid),
+                    protocol.job_filter("bob", other))
+    relayed = lambda t, p, r: t.endswith(("/telemetry", "/log"))  # noqa: E731
+    try:
+        def send(node, kind, job, msg):
+            node.client.publish(protocol.topic(kind, node=node.node_id, job=job), msg.to_bytes(),
+                                qos=1).wait_for_publish(2)
+
+        log = protocol.LogChunk(job_id=jid, lines=("hello",))
+        send(mine, TopicKind.NODE_JOB_TELEMETRY, jid, _batch(jid, mine.node_id))
+        send(mine, TopicKind.NODE_JOB_LOG, jid, log)
+        t, payload, _ = watch.wait_for(lambda t, p, r: t.endswith("/telemetry"))
+        assert t == protocol.topic(TopicKind.JOB_TELEMETRY, owner="alice", job=jid)
+        assert protocol.TelemetryBatch.from_bytes(payload) == _batch(jid, mine.node_id)
+        t, payload, _ = watch.wait_for(lambda t, p, r: t.endswith("/log"))
+        assert protocol.LogChunk.from_bytes(payload) == log
+        # forged: the other node writes for a job it does not hold, or a payload naming
+        # another job or node than its topic
+        caplog.clear()
+        send(theirs, TopicKind.NODE_JOB_TELEMETRY, jid, _batch(jid, theirs.node_id))
+        send(theirs, TopicKind.NODE_JOB_LOG, jid, log)
+        send(mine, TopicKind.NODE_JOB_TELEMETRY, jid, _batch(other, mine.node_id))
+        send(mine, TopicKind.NODE_JOB_TELEMETRY, jid, _batch(jid, theirs.node_id))
+        mine.client.publish(protocol.topic(TopicKind.NODE_JOB_LOG, node=mine.node_id, job=jid),
+                            b"{garbage", qos=1).wait_for_publish(2)
+        wait_until(lambda: env.dispatcher.relay.dropped >= 5)
+        with pytest.raises(queue_mod.Empty):
+            watch.wait_for(relayed, timeout_s=0.3)
+        dropped = [r for r in caplog.records if "relay: dropped" in r.getMessage()]
+        assert len(dropped) == 5 and not any(r.exc_info for r in dropped)
+        # after the execution ends, its last batches are still relayed for a grace period only
+        mine.run(wa[mine.node_id])
+        wait_until(lambda: Q.get_job(jid).job_state is JobState.SUCCEEDED)
+        env.dispatcher.wait_idle()
+        send(mine, TopicKind.NODE_JOB_TELEMETRY, jid, _batch(jid, mine.node_id, 1.0))
+        assert watch.wait_for(lambda t, p, r: t.endswith("/telemetry"))[0].startswith(
+            protocol.job_filter("alice", jid)[:-1])
+        env.advance(31)
+        send(mine, TopicKind.NODE_JOB_TELEMETRY, jid, _batch(jid, mine.node_id, 2.0))
+        wait_until(lambda: env.dispatcher.relay.dropped >= 6)
+        with pytest.raises(queue_mod.Empty):
+            watch.wait_for(relayed, timeout_s=0.3)
+    finally:
+        watch.close()

@@ -15,7 +15,7 @@ import pytest
 
 from fleet_node.motor.sim_motor import SimMotor
 from fleet_node.motor.telemetry import read_telemetry, telemetry_path
-from gym_raas_mqtt import physics
+from gym_raas_mqtt import physics, protocol
 from gym_raas_mqtt.backends.bus import BusBackend, BusConfig
 from gym_raas_mqtt.physics import DEFAULT_PARAMS
 from gym_raas_mqtt.protocol import (Action, EnvState, EnvStatus, EStop, JobBinding, MotorStatus,
@@ -314,7 +314,7 @@ def test_job_telemetry_file_and_batches_match_the_env(start_node, probe, local_a
 
     start_node(lockstep=True, telemetry_batch=10)
     owner, job = "alice", f"job-{probe.node_id}"
-    probe.client.subscribe(f"raas/v1/jobs/{owner}/{job}/telemetry", 0)
+    probe.client.subscribe(protocol.topic(K.NODE_JOB_TELEMETRY, node=probe.node_id, job=job), 0)
     probe.subscribe(K.ENV_MOTOR_STATE)
     probe.publish(K.ENV_JOB, JobBinding(time.time(), job, owner), retain=True)
     probe.get(K.ENV_MOTOR_STATE, where=lambda m: m.job_id == job)
@@ -333,7 +333,7 @@ def test_job_telemetry_file_and_batches_match_the_env(start_node, probe, local_a
     assert list(data["reward"]) == rewards  # exactly the env's rewards
     assert (np.abs(data["u_applied"]) <= 2.0).all() and (data["u_desired"] == data["u_applied"]).all()
     assert set(data["episode_id"]) == {1} and not data["deadline_miss"].any()
-    batches = [probe.get(K.JOB_TELEMETRY) for _ in range(2)]  # 10 + 10; the last 5 at unbind
+    batches = [probe.get(K.NODE_JOB_TELEMETRY) for _ in range(2)]  # 10 + 10; the last 5 at unbind
     assert all(isinstance(b, TelemetryBatch) and len(b.seq) == 10 for b in batches)
     assert batches[0].reward == tuple(rewards[:10])
     assert st.state is MotorStatus.READY  # env closed: episode over, torque off
