@@ -102,13 +102,13 @@ def motor_role(node: str) -> list[Acl]:
 
 
 def agent_role(node: str) -> list[Acl]:
-    """The agent on its node-local broker: watches motor/env, sends estop/job/selftest, clears a
-    finished job's retained env state, and administers dynsec to create and delete per-job
-    clients. (A retained action or reset a job may leave is ignored by the motor node.)"""
+    """The agent on its node-local broker: watches motor/env, sends estop/job/selftest and clears
+    a finished job's retained env state. (It creates and deletes job logins as the broker's
+    ``admin``; a retained action or reset a job may leave is ignored by the motor node.)"""
     reads = (K.ENV_MOTOR_STATE, K.ENV_STATE, K.ENV_SELFTEST_REPLY)
     writes = (K.ENV_ESTOP, K.ENV_JOB, K.ENV_SELFTEST, K.ENV_STATE)
     return ([(SUB, topic(k, node=node)) for k in reads]
-            + [(PUB, topic(k, node=node)) for k in writes] + _dynsec_admin())
+            + [(PUB, topic(k, node=node)) for k in writes])
 
 
 def job_role(node: str) -> list[Acl]:
@@ -132,4 +132,19 @@ def local_service_roles(node: str) -> dict[str, list[Acl]]:
 
 
 LOCAL_SERVICE_CLIENTS = ("admin", "motor", "agent")
+
+
+def client_id(username: str, node: str | None = None) -> str | None:
+    """The one MQTT client id login ``username`` may connect with (the broker refuses any other,
+    so no login can take over another's connection or resume its session); None for ``admin``,
+    the operator's superuser, which stays unbound.
+
+    Args:
+        node: for the node-local service logins ``motor`` and ``agent``: their node's id.
+    """
+    if username == "admin":
+        return None
+    if node is not None and username in ("motor", "agent"):
+        return f"{username}-{node}"
+    return username
 CENTRAL_SERVICE_CLIENTS = ("admin", "dispatcher", "dashboard", "readonly")

@@ -162,6 +162,10 @@ class DynSec:
         """Replace a client's password."""
         self.command("setClientPassword", username=username, password=password)
 
+    def set_client_id(self, username: str, clientid: str | None) -> None:
+        """Bind a client to one MQTT client id (None or "": unbind)."""
+        self.command("modifyClient", username=username, clientid=clientid or "")
+
     def get_client(self, username: str) -> dict | None:
         """The client's description, or None when it does not exist."""
         try:

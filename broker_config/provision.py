@@ -11,6 +11,9 @@ username                   broker            made by
 ``job-<job>-<random>``     node-local        :func:`create_job_client` (the agent, per job)
 =========================  ================  ==================================================
 
+Every one of these logins is bound to one MQTT client id, its username (:func:`acl.client_id`): the
+broker refuses any other, so no login can take over another client's connection or session.
+
 Passwords are stored hashed by the broker, so an ``ensure_*`` call sets a new one every time and
 returns it: call it when the secret is handed out, not to check existence.
 """
@@ -48,7 +51,7 @@ def _ensure_client(ds: DynSec, username: str, role_acls: list[acl.Acl],
     ds.ensure_role(username, role_acls)
     password = password or new_password()
     try:
-        ds.create_client(username, password, [username])
+        ds.create_client(username, password, [username], clientid=acl.client_id(username))
     except DynSecError as e:
         if "already exists" not in e.error.lower():
             raise
@@ -56,6 +59,8 @@ def _ensure_client(ds: DynSec, username: str, role_acls: list[acl.Acl],
         client = ds.get_client(username) or {}
         if username not in {r.get("rolename") for r in client.get("roles", [])}:
             ds.add_client_role(username, username)
+        if client.get("clientid") != acl.client_id(username):  # made before ids were bound
+            ds.set_client_id(username, acl.client_id(username))
     return password
 
 
@@ -114,14 +119,16 @@ def create_job_client(local_admin: BrokerAddress, node_id: str, job_id: str) -> 
         local_admin: the agent's (or admin's) address on the node-local broker.
 
     Returns:
-        ``(username, password)`` to hand to the job container. Raises DynSecError.
+        ``(username, password)`` to hand to the job container; the login connects only with the
+        client id ``username``. Raises DynSecError.
     """
     check_id(job_id, "job id")
     username = f"job-{job_id}-{secrets.token_hex(3)}"
     password = new_password()
     with DynSec(local_admin) as ds:
         ds.ensure_role(JOB_ROLE, acl.job_role(node_id))
-        ds.create_client(username, password, [JOB_ROLE], textname=f"job {job_id}")
+        ds.create_client(username, password, [JOB_ROLE], clientid=acl.client_id(username),
+                         textname=f"job {job_id}")
     return username, password
 
 

@@ -79,6 +79,7 @@ def prepare(role: str, dir: Path | str | None = None, *, cfg: BrokerConfig | Non
                               cfg.port if port is None else port)
         roles = acl.central_service_roles()
         names = acl.CENTRAL_SERVICE_CLIENTS
+        node = None
         text = render.render_central(run_dir, host=handle.host, port=handle.port, **common)
     else:
         node = check_id(node_id or cfg.node_id, "node id")
@@ -117,7 +118,8 @@ def prepare(role: str, dir: Path | str | None = None, *, cfg: BrokerConfig | Non
             doc = json.loads(dynsec_path.read_text())
         except ValueError as e:
             raise BrokerError(f"{dynsec_path} is not valid JSON: {e}") from e
-    seed.write_json(dynsec_path, seed.merge(doc, roles, passwords))
+    ids = {name: acl.client_id(name, node) for name in names}
+    seed.write_json(dynsec_path, seed.merge(doc, roles, passwords, ids))
     seed.write_private(handle.conf_path, text)
     handle.command = [cfg.mosquitto, "-c", str(handle.conf_path)]
     (run_dir / "broker.json").write_text(json.dumps({

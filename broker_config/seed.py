@@ -60,10 +60,12 @@ def role_entry(name: str, acls: Iterable[Acl]) -> dict[str, object]:
             "acls": [{"acltype": t, "topic": f, "priority": 0, "allow": True} for t, f in acls]}
 
 
-def merge(doc: dict, roles: dict[str, list[Acl]], clients: dict[str, str]) -> dict:
+def merge(doc: dict, roles: dict[str, list[Acl]], clients: dict[str, str],
+          client_ids: dict[str, str | None] | None = None) -> dict:
     """Return ``doc`` with ``roles`` set to exactly these ACLs and the service ``clients``
-    (username → password, role of the same name) present with these passwords. Every other
-    entry (users, nodes, job clients created at run time) is kept unchanged."""
+    (username → password, role of the same name) present with these passwords, each bound to
+    its client id from ``client_ids`` (username → id; None or absent: unbound). Every other entry
+    (users, nodes, job clients created at run time) is kept unchanged."""
     doc = dict(doc)
     doc["defaultACLAccess"] = dict(DEFAULT_ACL_ACCESS)
     by_role = {r["rolename"]: r for r in doc.get("roles", [])}
@@ -76,6 +78,11 @@ def merge(doc: dict, roles: dict[str, list[Acl]], clients: dict[str, str]) -> di
                                               "textName": f"raas service {username}"}))
         entry["roles"] = [{"rolename": username}]
         entry.update(hash_password(password))
+        cid = (client_ids or {}).get(username)
+        if cid:
+            entry["clientid"] = cid
+        else:
+            entry.pop("clientid", None)
         by_client[username] = entry
     doc["clients"] = list(by_client.values())
     doc.setdefault("groups", [])

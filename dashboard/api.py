@@ -19,7 +19,7 @@ from dashboard.errors import json_error
 from dashboard.submission import SubmissionError, archive_source, check_time_limit, git_source
 from dashboard.submission import submit as submit_job
 from dispatcher import queue
-from dispatcher.models import Job
+from dispatcher.models import ApiToken, Job
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.mqtt import BrokerAddress
@@ -56,8 +56,8 @@ def require_auth() -> Any:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if g.user is None:
-        resp = json_error(401, "unauthorized", "log in: send 'Authorization: Bearer <token>' "
-                          "(create one with `raas login`)")
+        resp = json_error(401, "unauthorized", g.token_refused or "log in: send 'Authorization: "
+                          "Bearer <token>' (create one with `raas login`)")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="raas"'
         return resp
     if request.method not in ("GET", "HEAD") and not g.via_token:
@@ -83,7 +83,8 @@ def openapi_document() -> Any:
 
 @bp.post("/tokens")
 def create_token() -> Any:
-    """Exchange a user name and password for a new API token (what ``raas login`` does)."""
+    """Exchange a user name and password for a new API token (what ``raas login`` does); throttled
+    per user name and per address (:mod:`dashboard.throttle`)."""
     body = _json_body()
     name, password = body.get("username"), body.get("password")
     if not isinstance(name, str) or not isinstance(password, str) or not name or not password:
@@ -94,8 +95,29 @@ def create_token() -> Any:
     owner = accounts.authenticate(name, password)
     if owner is None:
         raise ApiError(401, "unauthorized", "wrong user name or password")
-    token = accounts.issue_token(owner, label or "cli")
-    return jsonify({"token": token, "user": owner.name}), 201
+    lifetime_s = current_app.extensions["raas_config"].token_lifetime_s
+    token = accounts.issue_token(owner, label or "cli", lifetime_s=lifetime_s)
+    row = ApiToken.get(ApiToken.token_hash == accounts.hash_token(token))
+    return jsonify({"token": token, "user": owner.name, "id": row.id,
+                    "expires_at": row.expires_at}), 201
+
+
+@bp.get("/tokens")
+def list_tokens() -> Any:
+    """The caller's API tokens (active, expired and revoked; never their values)."""
+    return jsonify({"tokens": [accounts.token_view(t, g.token_id)
+                               for t in accounts.user_tokens(g.user.name)]})
+
+
+@bp.delete("/tokens/<token_id>")
+def revoke_token(token_id: str) -> Any:
+    """Revoke one of the caller's API tokens (404 for anyone else's)."""
+    # ids are database integers: any other path names no token (and never reaches the query)
+    is_id = token_id.isascii() and token_id.isdigit() and len(token_id) <= 18
+    row = accounts.revoke_token(g.user.name, int(token_id)) if is_id else None
+    if row is None:
+        raise ApiError(404, "not_found", f"you have no token {token_id}")
+    return jsonify(accounts.token_view(row, g.token_id))
 
 
 def broker_info() -> dict[str, Any]:

@@ -15,11 +15,13 @@ from flask import Flask, g, request, session
 from flask_wtf.csrf import CSRFProtect
 
 from dashboard import api, auth, stream, ui
-from dashboard.accounts import owner_for_token
+from dashboard.accounts import TokenRefused, check_token
+from dashboard.bodies import register_json_limits
 from dashboard.config import DashboardConfig, check_secret_key
 from dashboard.errors import register_error_handlers
 from dashboard.hub import Hub, Subscriber
 from dashboard.submission import Limits
+from dashboard.throttle import install_login_limits
 from dispatcher.limits import QueueLimits
 from dispatcher.models import Owner, database, init_db
 from gym_raas_mqtt.config import load
@@ -73,6 +75,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["raas_queue_limits"] = load(QueueLimits)
 
     init_db(cfg.database_url)
+    register_json_limits(app, cfg.max_json_bytes, cfg.max_json_depth)
     _register_db_hooks(app)
     _register_user_loading(app)
 
@@ -94,6 +97,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(stream.bp)
     csrf.exempt(api.bp)
     register_error_handlers(app)
+    install_login_limits(app, cfg.login_limit_per_account, cfg.login_limit_per_address)
 
     @app.after_request
     def security_headers(resp: Any) -> Any:
@@ -120,17 +124,24 @@ def _register_db_hooks(app: Flask) -> None:
 
 
 def _register_user_loading(app: Flask) -> None:
-    """``g.user``: the bearer token's owner on API and stream paths, else the session's user."""
+    """``g.user``: the bearer token's owner on API and stream paths, else the session's user.
+
+    With a token, ``g.token_id`` is its id; a refused token leaves ``g.user`` None and says why
+    in ``g.token_refused``.
+    """
 
     @app.before_request
     def load_user() -> None:
-        g.user = None
-        g.via_token = False
+        g.user, g.via_token, g.token_id, g.token_refused = None, False, None, None
         header = request.headers.get("Authorization", "")
         if header[:7].lower() == "bearer " and (request.path.startswith("/api/")
                                                 or request.path.startswith("/stream")):
-            g.user = owner_for_token(header[7:].strip())
-            g.via_token = g.user is not None
+            try:
+                row = check_token(header[7:].strip())
+            except TokenRefused as e:
+                g.token_refused = str(e)
+                return
+            g.user, g.via_token, g.token_id = row.owner, True, row.id
             return
         name = session.get("user")
         if isinstance(name, str):

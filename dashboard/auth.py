@@ -6,12 +6,11 @@ import functools
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, abort, flash, g, redirect, render_template, request,
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
 
 from dashboard import accounts
 from dashboard.api import ApiError, broker_info, issue_broker_password
-from dispatcher.models import ApiToken
 
 bp = Blueprint("auth", __name__)
 
@@ -38,7 +37,8 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """The login form (GET) and a login (POST; back to ``next`` on success)."""
+    """The login form (GET) and a login (POST; back to ``next`` on success); throttled per user
+    name and per address (:mod:`dashboard.throttle`)."""
     if request.method == "POST":
         name = request.form.get("username", "")
         owner = accounts.authenticate(name, request.form.get("password", ""))
@@ -61,9 +61,10 @@ def logout() -> Any:
 
 def _account_page(**extra: Any) -> Any:
     """The account page with the user's tokens and broker access, plus ``extra`` to show once."""
-    tokens = list(ApiToken.select().where(ApiToken.owner == g.user.name)
-                  .order_by(ApiToken.created_at.desc()))
+    tokens = [accounts.token_view(t) for t in accounts.user_tokens(g.user.name)]
+    lifetime_days = current_app.extensions["raas_config"].token_lifetime_s / 86400
     return render_template("account.html", tokens=tokens, broker=broker_info(),
+                           token_lifetime_days=f"{lifetime_days:g}",
                            api_url=request.host_url.rstrip("/"), **extra)
 
 
@@ -79,18 +80,17 @@ def account() -> Any:
 def new_token() -> Any:
     """Create an API token and show it once."""
     label = (request.form.get("name") or "web").strip()[:64] or "web"
-    return _account_page(new_token=accounts.issue_token(g.user, label))
+    lifetime_s = current_app.extensions["raas_config"].token_lifetime_s
+    return _account_page(new_token=accounts.issue_token(g.user, label, lifetime_s=lifetime_s))
 
 
-@bp.post("/account/tokens/<int:token_id>/delete")
+@bp.post("/account/tokens/<int:token_id>/revoke")
 @login_required
-def delete_token(token_id: int) -> Any:
+def revoke_token(token_id: int) -> Any:
     """Revoke one of the user's tokens."""
-    n = ApiToken.delete().where((ApiToken.id == token_id)
-                                & (ApiToken.owner == g.user.name)).execute()
-    if not n:
+    if accounts.revoke_token(g.user.name, token_id) is None:
         abort(404, description="no such token")
-    flash("Token revoked.")
+    flash(f"Token {token_id} revoked.")
     return redirect(url_for("auth.account"))
 
 

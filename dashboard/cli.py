@@ -43,11 +43,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db() -> None:
-    """Open the job database named by the settings."""
+def _db():  # type: ignore[no-untyped-def]
+    """Open the job database named by the settings; returns the dashboard's settings."""
     from dispatcher.models import init_db
 
-    init_db(_config().database_url)
+    cfg = _config()
+    init_db(cfg.database_url)
+    return cfg
 
 
 def _password(args: argparse.Namespace) -> str | None:
@@ -93,10 +95,10 @@ def cmd_user_token(args: argparse.Namespace) -> int:
     from dashboard import accounts
     from dispatcher.models import Owner
 
-    _db()
+    cfg = _db()
     if Owner.get_or_none(Owner.name == args.name) is None:
         raise accounts.AccountError(f"no user {args.name!r}")
-    print(accounts.issue_token(args.name, args.token_name))
+    print(accounts.issue_token(args.name, args.token_name, lifetime_s=cfg.token_lifetime_s))
     return 0
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from limits import parse_many
+
 from gym_raas_mqtt.config import read_secret, setting
 from gym_raas_mqtt.errors import ConfigError
-from raas_platform.settings import CENTRAL_MQTT_URL, DATABASE_URL, STORE_URL
+from raas_platform.settings import (CENTRAL_MQTT_URL, CODE_MAX_BYTES, CODE_MAX_FILES,
+                                     DATABASE_URL, GIT_SCHEMES, STORE_URL)
+from raas_platform.submission import check_schemes
 
 WEAK_SECRETS = frozenset({"dev", "development", "secret", "changeme", "change-me", "test",
                           "insecure", "please-change", "default"})
@@ -50,10 +54,30 @@ class DashboardConfig:
     max_upload_bytes: int = setting("RAAS_MAX_UPLOAD_BYTES", 20 * 1024 * 1024,
                                     "largest archive upload (the request is refused above it)",
                                     unit="bytes")
-    max_unpacked_bytes: int = setting("RAAS_MAX_UNPACKED_BYTES", 200 * 1024 * 1024,
-                                      "largest total size of an archive's contents", unit="bytes")
-    max_archive_members: int = setting("RAAS_MAX_ARCHIVE_MEMBERS", 5000,
-                                       "most files in an uploaded archive")
+    # the limits and schemes nodes apply too (one declaration each, raas_platform.settings)
+    max_unpacked_bytes: int = CODE_MAX_BYTES.field()
+    max_archive_members: int = CODE_MAX_FILES.field()
+    git_schemes: tuple[str, ...] = GIT_SCHEMES.field()
+    git_check: bool = setting(
+        "RAAS_SUBMIT_GIT_CHECK", True,
+        "resolve a git submission's ref with git ls-remote: refuse a repository that does not "
+        "exist or answer and an unknown ref (400), and pin the job to the commit")
+    git_check_timeout_s: float = setting("RAAS_SUBMIT_GIT_TIMEOUT_S", 20.0,
+                                         "time limit of that git ls-remote", unit="s")
+    max_json_bytes: int = setting("RAAS_MAX_JSON_BYTES", 1024 * 1024,
+                                  "largest JSON request body (413 above it)", unit="bytes")
+    max_json_depth: int = setting("RAAS_MAX_JSON_DEPTH", 32,
+                                  "deepest nesting of arrays and objects in a JSON request body "
+                                  "(400 beyond it)")
+    login_limit_per_account: str = setting(
+        "RAAS_LOGIN_LIMIT_PER_ACCOUNT", "5/minute;20/hour",
+        "failed logins allowed per user name, known or not (login form and POST /api/v1/tokens "
+        "together; 429 beyond); `N/second|minute|hour|day`, `;` between limits")
+    login_limit_per_address: str = setting(
+        "RAAS_LOGIN_LIMIT_PER_ADDRESS", "30/minute",
+        "login attempts allowed per client address (form and API together; 429 beyond)")
+    token_lifetime_s: int = setting("RAAS_TOKEN_LIFETIME_S", 90 * 24 * 3600,
+                                    "how long a new API token is valid", unit="s")
     sse_max_streams: int = setting("RAAS_SSE_MAX_STREAMS", 16,
                                    "open live streams per process (503 beyond it)")
     sse_max_streams_per_user: int = setting("RAAS_SSE_MAX_STREAMS_PER_USER", 6,
@@ -77,7 +101,8 @@ class DashboardConfig:
         """Refuse inconsistent settings.
 
         Raises:
-            ConfigError: more streams allowed than threads to serve them, or non-positive sizes.
+            ConfigError: more streams allowed than threads to serve them, non-positive sizes or
+            lifetimes, a login limit that is not a rate, or an unsupported git URL scheme.
             (Time-limit bounds are the queue's and checked by DispatcherConfig.)
         """
         if self.sse_max_streams > self.threads - 4:
@@ -85,6 +110,17 @@ class DashboardConfig:
                               f"of RAAS_DASHBOARD_THREADS={self.threads} for ordinary requests")
         if self.max_upload_bytes <= 0 or self.sse_queue_size <= 0:
             raise ConfigError("RAAS_MAX_UPLOAD_BYTES and RAAS_SSE_QUEUE_SIZE must be positive")
+        check_schemes(self.git_schemes)
+        if min(self.max_json_bytes, self.max_json_depth, self.token_lifetime_s) <= 0:
+            raise ConfigError("RAAS_MAX_JSON_BYTES, RAAS_MAX_JSON_DEPTH and RAAS_TOKEN_LIFETIME_S "
+                              "must be positive")
+        for env, value in (("RAAS_LOGIN_LIMIT_PER_ACCOUNT", self.login_limit_per_account),
+                           ("RAAS_LOGIN_LIMIT_PER_ADDRESS", self.login_limit_per_address)):
+            try:
+                parse_many(value)
+            except ValueError as e:
+                raise ConfigError(f"{env}={value!r} is not a rate such as '5/minute;20/hour': "
+                                  f"{e}") from None
 
 
 def check_secret_key(key: str | None) -> str:

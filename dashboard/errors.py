@@ -43,6 +43,15 @@ def register_error_handlers(app: Flask) -> None:
             return json_error(status, name, e.description or name)
         return render_template("error.html", status=status, reason=e.description), status
 
+    @app.errorhandler(RecursionError)
+    def too_deep(e: RecursionError) -> Any:
+        # JSON bodies are measured before parsing (dashboard.bodies); this is the net behind it
+        log.warning("%s %s: input nested too deeply (%s)", request.method, request.path, e)
+        reason = "the request is nested too deeply"
+        if wants_json():
+            return json_error(400, "bad_request", reason)
+        return render_template("error.html", status=400, reason=reason), 400
+
     @app.errorhandler(Exception)
     def unexpected(e: Exception) -> Any:
         log.exception("unhandled error on %s %s", request.method, request.path)

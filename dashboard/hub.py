@@ -338,8 +338,10 @@ class Subscriber:
     def __init__(self, hub: Hub, address: BrokerAddress,
                  link_factory: Callable[..., Link] = Link) -> None:
         self.hub = hub
-        # a unique id: two dashboard processes with one id would take each other's connection
-        self.link = link_factory(address, f"dashboard-{uuid.uuid4().hex[:12]}", name="dashboard",
+        # The broker binds a login to one client id, its username: a second dashboard process needs
+        # its own login (RAAS_DASHBOARD_MQTT_USERNAME). Without a login (tests): a unique id.
+        cid = address.username or f"dashboard-{uuid.uuid4().hex[:12]}"
+        self.link = link_factory(address, cid, name="dashboard",
                                  subscriptions=SUBSCRIPTIONS, on_message=hub.publish_message,
                                  raw=True, on_up=self.on_up, on_down=self.on_down,
                                  keepalive_s=KEEPALIVE_S)

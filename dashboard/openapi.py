@@ -42,6 +42,10 @@ def document() -> dict[str, Any]:
                               403: "the job belongs to another user", 404: "not found",
                               409: "conflict with the job's state", 413: "upload too large",
                               415: "unsupported media type", 503: "unavailable"}.items()}
+    responses["E429"] = _json(_ref("Error"), "too many login attempts for this user name or from "
+                              "this address; retry after Retry-After seconds") | {
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                                    "description": "seconds until the attempt may be repeated"}}}
     responses["Error"] = _json(_ref("Error"), "an error")
     schemas: dict[str, Any] = {
         "Error": {"type": "object", "required": ["error", "reason"], "properties": {
@@ -82,9 +86,11 @@ def document() -> dict[str, Any]:
         "GitSubmission": {"type": "object", "required": ["url"], "additionalProperties": False,
                           "properties": {
             "url": {"type": "string", "maxLength": 2048, "description":
-                    "https://, ssh://, git://, file:// URL or git@host:path"},
+                    "https:// or ssh:// URL or git@host:path (file:///path where the "
+                    "operator allows it); resolved with git ls-remote at submission"},
             "ref": {"type": "string", "nullable": True, "maxLength": 200,
-                    "description": "branch, tag or commit; default branch when absent"},
+                    "description": "branch, tag or commit; default branch when absent; "
+                                   "the job is pinned to the commit it names"},
             "time_limit_s": {"type": "number", "nullable": True,
                              "description": "wall-clock limit [s] within the server's bounds"}}},
         "ArchiveSubmission": {"type": "object", "required": ["archive"], "properties": {
@@ -128,18 +134,44 @@ def document() -> dict[str, Any]:
         "TokenRequest": {"type": "object", "required": ["username", "password"], "properties": {
             "username": {"type": "string"}, "password": {"type": "string"},
             "name": {"type": "string", "maxLength": 64}}},
-        "Token": {"type": "object", "required": ["token", "user"], "properties": {
-            "token": {"type": "string"}, "user": {"type": "string"}}},
+        "Token": {"type": "object", "required": ["token", "user", "id", "expires_at"],
+                  "properties": {
+            "token": {"type": "string", "description": "the secret (shown this once)"},
+            "user": {"type": "string"}, "id": {"type": "integer"},
+            "expires_at": {"type": "number", "description": "s since the epoch"}}},
+        "TokenInfo": {"type": "object", "required": ["id", "name", "state", "created_at"],
+                      "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"},
+            "state": {"type": "string", "enum": ["active", "expired", "revoked"]},
+            "created_at": {"type": "number", "description": "s since the epoch"},
+            "expires_at": {"type": "number", "nullable": True},
+            "last_used_at": {"type": "number", "nullable": True},
+            "revoked_at": {"type": "number", "nullable": True},
+            "current": {"type": "boolean", "description": "the token of this request"}}},
+        "TokenList": {"type": "object", "required": ["tokens"], "properties": {
+            "tokens": {"type": "array", "items": _ref("TokenInfo")}}},
     }
     jid = _job_id_param()
     paths: dict[str, Any] = {
-        "/tokens": {"post": {
-            "operationId": "createToken", "security": [], "tags": ["account"],
-            "summary": "Exchange user name and password for an API token (raas login)",
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": _ref("TokenRequest")}}},
-            "responses": {"201": _json(_ref("Token"), "the new token (shown once)"),
-                          **_errors(400, 401, 415)}}},
+        "/tokens": {
+            "post": {"operationId": "createToken", "security": [], "tags": ["account"],
+                     "summary": "Exchange user name and password for an API token (raas login); "
+                                "throttled per user name and per address",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": _ref("TokenRequest")}}},
+                     "responses": {"201": _json(_ref("Token"), "the new token (shown once)"),
+                                   **_errors(400, 401, 413, 415, 429)}},
+            "get": {"operationId": "listTokens", "tags": ["account"],
+                    "summary": "Your API tokens: active, expired and revoked (never their values)",
+                    "responses": {"200": _json(_ref("TokenList"), "the tokens"),
+                                  **_errors(401)}}},
+        "/tokens/{token_id}": {"delete": {
+            "operationId": "revokeToken", "tags": ["account"],
+            "parameters": [{"name": "token_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 0}}],
+            "summary": "Revoke one of your API tokens (using it is refused from then on)",
+            "responses": {"200": _json(_ref("TokenInfo"), "the revoked token"),
+                          **_errors(401, 404)}}},
         "/me": {"get": {
             "operationId": "getMe", "tags": ["account"], "summary": "The logged-in user",
             "responses": {"200": _json(_ref("Me"), "the user"), **_errors(401)}}},
@@ -208,7 +240,9 @@ def document() -> dict[str, Any]:
         "info": {"title": "RaaS-MQTT dashboard API", "version": __version__, "description":
                  "Submit controllers, follow jobs, download results. Authenticate with "
                  "`Authorization: Bearer <token>` (get one with `raas login` or on the account "
-                 "page). Errors are `{error, reason}` with a 4xx status. Live updates: "
+                 "page); tokens expire, and `DELETE /tokens/{id}` revokes one. Errors are "
+                 "`{error, reason}` with a 4xx status; JSON bodies nested deeper than the "
+                 "server's limit are 400. Live updates: "
                  "`GET /stream?job=<id>` (server-sent events: state, telemetry, log)."},
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],

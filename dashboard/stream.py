@@ -31,7 +31,7 @@ def _flag(name: str) -> bool:
 def events() -> Any:
     """Stream the live updates the user asked for (``job``, ``jobs``, ``fleet``) and may see."""
     if g.user is None:
-        return json_error(401, "unauthorized", "log in first")
+        return json_error(401, "unauthorized", g.token_refused or "log in first")
     job_ids = request.args.getlist("job")[:8]
     for job_id in job_ids:
         jobs.load_job(job_id)  # 404/403 before anything streams

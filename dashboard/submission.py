@@ -1,35 +1,32 @@
 """Validating submissions (git URL + ref, or an uploaded archive) and handing them to the queue.
 
-Every check here yields a :class:`SubmissionError` with a message meant for the user; the web
-layers turn it into a form error or a JSON 400/413/415. Nothing from a submission ever reaches a
-shell: the URL and ref are only stored, and the node passes them to git as separate arguments
-after ``--``.
+The checks are the platform's shared ones (:mod:`raas_platform.submission`), the very code a
+node runs before it runs a job, so what the API accepts a node accepts too. Every refusal is a
+:class:`SubmissionError` with a message meant for the user; the web layers turn it into a form
+error or a JSON 400/413/415. A git submission's ref is resolved with ``git ls-remote`` (unless
+``RAAS_SUBMIT_GIT_CHECK`` is off) and the job is pinned to that commit. Nothing from a submission
+ever reaches a shell.
 """
 
 from __future__ import annotations
 
 import io
-import posixpath
-import re
-import tarfile
 import uuid
-import zipfile
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+from flask import current_app
+
+from dashboard.config import DashboardConfig
 from dispatcher import queue
 from dispatcher.models import Job
 from dispatcher.queue import InvalidSubmission, QueueLimits
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.protocol import JobSource, SourceKind
+from raas_platform import submission as rules
+from raas_platform.settings import GIT_SCHEMES
 
-MAX_URL_CHARS = 2048
-MAX_REF_CHARS = 200
-GIT_SCHEMES = ("https", "ssh", "file", "git")  # git:// is read-only, unauthenticated, like https
-SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~/+-][^\s]*$")
-REF_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/+-]*$")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 
 
@@ -42,6 +39,10 @@ class SubmissionError(RaasError):
         self.field = field
 
 
+def _refused(e: rules.SourceRejected | rules.SourceUnavailable, field: str) -> SubmissionError:
+    return SubmissionError(str(e), 400, getattr(e, "field", None) or field)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds an uploaded archive must respect (from :class:`dashboard.config.DashboardConfig`).
@@ -50,8 +51,10 @@ class Limits:
 
     Attributes:
         max_upload_bytes: largest archive upload [bytes].
-        max_unpacked_bytes: largest total size of an archive's contents [bytes].
-        max_archive_members: most members (files and folders) in an archive.
+        max_unpacked_bytes: largest total size of an archive's contents [bytes]
+            (``RAAS_CLONE_MAX_BYTES``, which nodes apply too).
+        max_archive_members: most members, files and folders, in an archive
+            (``RAAS_CLONE_MAX_FILES``, which nodes apply too).
     """
 
     max_upload_bytes: int
@@ -59,42 +62,49 @@ class Limits:
     max_archive_members: int
 
 
-def check_git_url(url: Any) -> str:
-    """Return the URL if it is an acceptable git remote.
+@dataclass(frozen=True)
+class GitPolicy:
+    """How git submissions are checked (from :class:`~dashboard.config.DashboardConfig`).
 
-    Accepted: ``https://``, ``ssh://``, ``git://``, ``file:///`` URLs and scp-like
-    ``user@host:path``.
+    Attributes:
+        schemes: URL schemes accepted (``RAAS_CLONE_SCHEMES``, which nodes apply too).
+        check: resolve the ref with ``git ls-remote`` and pin the commit
+            (``RAAS_SUBMIT_GIT_CHECK``).
+        timeout_s: time limit of that ``git ls-remote`` [s].
+    """
+
+    schemes: tuple[str, ...] = GIT_SCHEMES.default
+    check: bool = True
+    timeout_s: float = 20.0
+
+    @classmethod
+    def from_config(cls, cfg: DashboardConfig) -> "GitPolicy":
+        """The policy a dashboard configured with ``cfg`` applies."""
+        return cls(tuple(cfg.git_schemes), cfg.git_check, cfg.git_check_timeout_s)
+
+
+def app_git_policy() -> GitPolicy:
+    """The current app's :class:`GitPolicy`, built once from the config it was created with."""
+    ext = current_app.extensions
+    if "raas_git_policy" not in ext:
+        ext["raas_git_policy"] = GitPolicy.from_config(ext["raas_config"])
+    return ext["raas_git_policy"]
+
+
+def check_git_url(url: Any, schemes: tuple[str, ...] = GIT_SCHEMES.default) -> str:
+    """Return the URL (surrounding whitespace removed) if it is an acceptable git remote.
+
+    Accepted: ``https://`` and ``ssh://`` URLs and scp-like ``user@host:path`` by default;
+    ``file:///absolute/path`` only when ``schemes`` holds ``file`` (see
+    :func:`raas_platform.submission.check_git_url`).
 
     Raises:
         SubmissionError: anything else, or a URL that could be read as a git option.
     """
-    if not isinstance(url, str) or not url.strip():
-        raise SubmissionError("a git URL is required", field="url")
-    url = url.strip()
-    if len(url) > MAX_URL_CHARS:
-        raise SubmissionError(f"the URL is longer than {MAX_URL_CHARS} characters", field="url")
-    if url.startswith("-"):
-        raise SubmissionError("the URL must not start with '-'", field="url")
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        raise SubmissionError("the URL must not contain spaces or control characters", field="url")
-    if SCP_LIKE.match(url) and "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.scheme not in GIT_SCHEMES:
-        raise SubmissionError("the URL must start with https://, ssh://, git://, file:// or be "
-                              "of the form git@host:path", field="url")
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise SubmissionError("a file:// URL needs an absolute path (file:///srv/repo)",
-                                  field="url")
-    elif not parts.hostname:
-        raise SubmissionError("the URL has no host name", field="url")
-    elif parts.hostname.startswith("-"):
-        raise SubmissionError("the host name must not start with '-'", field="url")
-    if "::" in url.split("://", 1)[0]:  # git's transport::address helper syntax
-        raise SubmissionError("remote-helper URLs (transport::address) are not allowed",
-                              field="url")
-    return url
+    try:
+        return rules.check_git_url(url.strip() if isinstance(url, str) else url, schemes)
+    except rules.SourceRejected as e:
+        raise _refused(e, "url") from None
 
 
 def check_ref(ref: Any) -> str | None:
@@ -105,18 +115,24 @@ def check_ref(ref: Any) -> str | None:
     """
     if ref is None or (isinstance(ref, str) and not ref.strip()):
         return None
-    if not isinstance(ref, str):
-        raise SubmissionError("ref must be a string", field="ref")
-    ref = ref.strip()
-    if len(ref) > MAX_REF_CHARS:
-        raise SubmissionError(f"ref is longer than {MAX_REF_CHARS} characters", field="ref")
-    if ref.startswith("-"):
-        raise SubmissionError("ref must not start with '-'", field="ref")
-    if (not REF_PATTERN.match(ref) or ".." in ref or ref.endswith((".", "/", ".lock"))
-            or "//" in ref or "@{" in ref):
-        raise SubmissionError("ref must be a branch, tag or commit name (letters, digits, "
-                              "'._/+-'; no '..')", field="ref")
-    return ref
+    try:
+        return rules.check_ref(ref.strip() if isinstance(ref, str) else ref)
+    except rules.SourceRejected as e:
+        raise _refused(e, "ref") from None
+
+
+def pin_commit(url: str, ref: str | None, policy: GitPolicy) -> str:
+    """The commit ``ref`` names at ``url`` (see :func:`raas_platform.submission.pin_ref`).
+
+    Raises:
+        SubmissionError: (400) the repository does not exist, cannot be reached or read, or has
+            no such ref.
+    """
+    limits = rules.SourceLimits(timeout_s=policy.timeout_s, allowed_schemes=policy.schemes)
+    try:
+        return rules.pin_ref(url, ref, limits)
+    except (rules.SourceRejected, rules.SourceUnavailable) as e:
+        raise _refused(e, "url") from None
 
 
 def check_time_limit(value: Any, queue_limits: QueueLimits) -> float:
@@ -160,75 +176,35 @@ def archive_suffix(filename: str) -> str:
     raise SubmissionError("the archive must be a .tar.gz, .tgz or .zip file", 415, "archive")
 
 
-def _check_member(name: str) -> None:
-    """Refuse a member name that would land outside the extraction folder."""
-    norm = posixpath.normpath(name)
-    if name.startswith("/") or norm == ".." or norm.startswith("../") or "\\" in name:
-        raise SubmissionError(f"archive member {name[:100]!r} points outside the archive",
-                              field="archive")
-
-
 def check_archive(data: bytes, suffix: str, limits: Limits) -> int:
     """Check an uploaded archive's size, type and members without extracting it.
+
+    The members pass the rules a node applies when it extracts them
+    (:func:`raas_platform.submission.scan_archive`), ``run.py`` at the root included.
 
     Returns:
         The number of regular files in it.
 
     Raises:
         SubmissionError: too large (413), not that kind of archive (415), or unsafe members
-            (absolute paths, ``..``, links, devices), too many members or too large unpacked (400).
+            (absolute paths, ``..``, links, devices, duplicates), too many members, too large
+            unpacked, or no ``run.py`` at its root (400).
     """
     if len(data) > limits.max_upload_bytes:
         raise SubmissionError(f"the archive is larger than {limits.max_upload_bytes} bytes", 413,
                               "archive")
     if not data:
         raise SubmissionError("the archive is empty", field="archive")
-    total = files = 0
+    if suffix == ".zip" and not data.startswith(b"PK\x03\x04"):
+        raise SubmissionError("the file is not a zip archive", 415, "archive")
+    if suffix != ".zip" and not data.startswith(b"\x1f\x8b"):
+        raise SubmissionError("the file is not a gzip-compressed tar archive", 415, "archive")
+    code_limits = rules.SourceLimits(max_bytes=limits.max_unpacked_bytes,
+                                     max_files=limits.max_archive_members)
     try:
-        if suffix == ".zip":
-            if not data.startswith(b"PK\x03\x04"):
-                raise SubmissionError("the file is not a zip archive", 415, "archive")
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                infos = zf.infolist()
-                if len(infos) > limits.max_archive_members:
-                    raise SubmissionError(f"the archive has more than "
-                                          f"{limits.max_archive_members} members", field="archive")
-                for info in infos:
-                    _check_member(info.filename)
-                    if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                        raise SubmissionError(f"archive member {info.filename[:100]!r} is a "
-                                              "symbolic link", field="archive")
-                    total += info.file_size
-                    files += not info.is_dir()
-        else:
-            if not data.startswith(b"\x1f\x8b"):
-                raise SubmissionError("the file is not a gzip-compressed tar archive", 415,
-                                      "archive")
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tf:
-                for n, member in enumerate(tf):
-                    if n >= limits.max_archive_members:
-                        raise SubmissionError(f"the archive has more than "
-                                              f"{limits.max_archive_members} members",
-                                              field="archive")
-                    _check_member(member.name)
-                    if not (member.isfile() or member.isdir()):
-                        raise SubmissionError(f"archive member {member.name[:100]!r} is not a "
-                                              "regular file or directory", field="archive")
-                    total += member.size
-                    files += member.isfile()
-                    if total > limits.max_unpacked_bytes:
-                        break
-    except SubmissionError:
-        raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise SubmissionError(f"the archive cannot be read ({str(e)[:100]})",
-                              field="archive") from None
-    if total > limits.max_unpacked_bytes:
-        raise SubmissionError(f"the archive unpacks to more than {limits.max_unpacked_bytes} "
-                              "bytes", field="archive")
-    if files == 0:
-        raise SubmissionError("the archive contains no files", field="archive")
-    return files
+        return rules.scan_archive(io.BytesIO(data), code_limits).files
+    except rules.SourceRejected as e:
+        raise _refused(e, "archive") from None
 
 
 def archive_key(owner: str, suffix: str) -> str:
@@ -236,9 +212,23 @@ def archive_key(owner: str, suffix: str) -> str:
     return f"uploads/{protocol.check_id(owner, 'owner')}/{uuid.uuid4().hex}{suffix}"
 
 
-def git_source(url: Any, ref: Any) -> JobSource:
-    """A validated git :class:`JobSource`. Raises SubmissionError."""
-    return JobSource(SourceKind.GIT, url=check_git_url(url), ref=check_ref(ref))
+def git_source(url: Any, ref: Any, policy: GitPolicy | None = None) -> JobSource:
+    """A validated git :class:`JobSource`, its ref pinned to a commit when ``policy.check``.
+
+    Args:
+        url: the submitted URL.
+        ref: the submitted branch, tag or commit; None or empty for the default branch.
+        policy: how to check; None for the current app's (:func:`app_git_policy`).
+
+    Raises:
+        SubmissionError: see :func:`check_git_url`, :func:`check_ref` and :func:`pin_commit`.
+    """
+    policy = policy or app_git_policy()
+    url = check_git_url(url, policy.schemes)
+    ref = check_ref(ref)
+    if policy.check:
+        ref = pin_commit(url, ref, policy)
+    return JobSource(SourceKind.GIT, url=url, ref=ref)
 
 
 def archive_source(store: Any, owner: str, filename: str, data: bytes,

@@ -116,7 +116,10 @@ class Stack:
         """The environment every service of this stack starts with (shared ``RAAS_*`` settings)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAAS_")}
         env.update({"RAAS_DATABASE_URL": self.db_url, "RAAS_STORE_URL": self.store_url,
-                    "RAAS_CENTRAL_MQTT_URL": self.central_url, "PYTHONUNBUFFERED": "1"})
+                    "RAAS_CENTRAL_MQTT_URL": self.central_url, "PYTHONUNBUFFERED": "1",
+                    # the demo submits local git repositories: file:// URLs, accepted by the
+                    # dashboard and fetched by the agents (production leaves file off)
+                    "RAAS_CLONE_SCHEMES": "https,ssh,file"})
         env.update(self.extra_env)
         return env
 
@@ -206,7 +209,7 @@ class Stack:
             self._spawn(f"agent-{node}", ["node", "agent"], {
                 **node_env, "RAAS_AGENT_CENTRAL_PASSWORD_FILE": str(node_pw),
                 "RAAS_AGENT_LOCAL_PASSWORD_FILE": str(local.secrets / "agent"),
-                "RAAS_CLONE_SCHEMES": "https,ssh,file"})
+                "RAAS_AGENT_LOCAL_ADMIN_PASSWORD_FILE": str(local.secrets / "admin")})
             log(f"node {node:13s} local broker unix://{sock}, motor node (sim, 20 Hz, SCHED_FIFO), "
                 "agent")
         self.wait_ready(admin)

@@ -22,9 +22,10 @@ class DispatcherConfig:
     mqtt_password_file: Path | None = setting(
         "RAAS_DISPATCHER_MQTT_PASSWORD_FILE", None,
         "file holding the dispatcher's MQTT password (none: from the URL)", secret=True)
-    client_id: str = setting("RAAS_DISPATCHER_CLIENT_ID", "raas-dispatcher",
-                             "MQTT client id; fixed so the broker keeps its session across "
-                             "restarts")
+    client_id: str | None = setting(
+        "RAAS_DISPATCHER_CLIENT_ID", None,
+        "MQTT client id; fixed so the broker keeps its session across restarts (default: the "
+        "user name, the one id the broker allows that login)")
     keepalive_s: int = setting("RAAS_DISPATCHER_KEEPALIVE_S", 10, "MQTT keepalive", unit="s")
     session_expiry_s: int = setting(
         "RAAS_DISPATCHER_SESSION_EXPIRY_S", 3600,

@@ -1,5 +1,5 @@
 """The platform's database schema (peewee) and its connection: owners, tokens, jobs, executions,
-events, nodes, self-tests.
+events, nodes, self-tests, rate-limit counters.
 
 One schema for SQLite (default, WAL) and PostgreSQL (by URL). Times are float seconds since the
 epoch. Only :mod:`dispatcher.queue` changes job and execution state and only
@@ -18,6 +18,7 @@ from peewee import (
     AutoField,
     BooleanField,
     CharField,
+    DatabaseError,
     DatabaseProxy,
     DoubleField,
     ForeignKeyField,
@@ -26,6 +27,7 @@ from peewee import (
     TextField,
 )
 from playhouse.db_url import connect as db_connect
+from playhouse.migrate import SchemaMigrator, migrate
 
 from gym_raas_mqtt.protocol import JobState, NodeStatus
 
@@ -75,7 +77,8 @@ class Owner(BaseModel):
 
 
 class ApiToken(BaseModel):
-    """A CLI/API token; only its SHA-256 is stored."""
+    """A CLI/API token; only its SHA-256 is stored. Revoked tokens are kept (marked) so that using
+    one is refused with that reason."""
 
     id = AutoField()
     owner = ForeignKeyField(Owner, backref="tokens", on_delete="CASCADE")
@@ -83,6 +86,8 @@ class ApiToken(BaseModel):
     name = CharField(max_length=64, default="cli")
     created_at = DoubleField(default=now)
     last_used_at = DoubleField(null=True)
+    expires_at = DoubleField(null=True)  # NULL only on tokens issued before tokens expired
+    revoked_at = DoubleField(null=True)
 
 
 class Job(BaseModel):
@@ -177,7 +182,16 @@ class SelfTest(BaseModel):
     details = JSONField(null=True)
 
 
-ALL_MODELS = (Owner, ApiToken, Job, Execution, JobEvent, Node, SelfTest)
+class RateLimitCounter(BaseModel):
+    """A fixed-window rate-limit counter (the dashboard's login limits), shared by every process
+    that uses this database; ``key`` is the ``limits`` library's key of one limit and client."""
+
+    key = CharField(primary_key=True, max_length=255)
+    count = IntegerField(default=0)
+    expires_at = DoubleField(index=True)  # end of the current window [s since the epoch]
+
+
+ALL_MODELS = (Owner, ApiToken, Job, Execution, JobEvent, Node, SelfTest, RateLimitCounter)
 
 
 def init_db(url: str, create: bool = True) -> Any:
@@ -198,4 +212,32 @@ def init_db(url: str, create: bool = True) -> Any:
     if create:
         with db.connection_context():
             db.create_tables(ALL_MODELS, safe=True)
+            add_new_columns(db)
     return db
+
+
+def add_new_columns(db: Any) -> list[str]:
+    """Add the nullable columns a model gained since its table was created (an older database).
+
+    Services starting together may race to add a column; the loser finds it there and goes on.
+
+    Returns:
+        ``table.column`` of each column this call added.
+    """
+    migrator = SchemaMigrator.from_database(db)
+    added = []
+    for model in ALL_MODELS:
+        table = model._meta.table_name
+        present = {c.name for c in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name in present or not field.null:
+                continue
+            try:
+                with db.atomic():
+                    migrate(migrator.add_column(table, field.column_name, field))
+            except DatabaseError:
+                if field.column_name not in {c.name for c in db.get_columns(table)}:
+                    raise
+                continue
+            added.append(f"{table}.{field.column_name}")
+    return added

@@ -89,7 +89,7 @@ class Dispatcher:
                                            username=self.config.mqtt_username,
                                            password_file=self.config.mqtt_password_file)
         self._link = mqtt.Link(
-            address, self.config.client_id, name="dispatcher",
+            address, self.config.client_id or address.username or "dispatcher", name="dispatcher",
             subscriptions=[(protocol.topic_filter(k), 1) for k in _SUBSCRIPTIONS],
             on_message=self._on_message, raw=True, on_up=self._on_up, on_down=self._on_down,
             will=self._next_will, keepalive_s=self.config.keepalive_s,

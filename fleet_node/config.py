@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gym_raas_mqtt.config import NODE_ID, setting
+from gym_raas_mqtt.mqtt import BrokerAddress
 from gym_raas_mqtt.errors import ConfigError
 from gym_raas_mqtt.protocol import ID_PATTERN
-from raas_platform.settings import (CENTRAL_MQTT_URL, DATA_DIR, LOCAL_MQTT_URL, LOCAL_SOCKET,
-                                     STORE_URL)
+from raas_platform.settings import (CENTRAL_MQTT_URL, CODE_MAX_BYTES, CODE_MAX_FILES, DATA_DIR,
+                                     GIT_SCHEMES, LOCAL_MQTT_URL, LOCAL_SOCKET, STORE_URL)
+from raas_platform.submission import check_schemes
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,19 @@ class AgentConfig:
     local_password_file: Path | None = setting(
         "RAAS_AGENT_LOCAL_PASSWORD_FILE", None,
         "file holding the agent's node-local password (broker secrets/agent)")
+    local_admin_password_file: Path | None = setting(
+        "RAAS_AGENT_LOCAL_ADMIN_PASSWORD_FILE", None,
+        "file holding the node-local broker's admin password (broker secrets/admin): the agent "
+        "creates and deletes each job's login with it; its own login is bound to one client id "
+        "and cannot administer the broker")
     local_socket: Path | None = LOCAL_SOCKET.field()
     data_dir: Path = DATA_DIR.field()
     store_url: str = STORE_URL.field()
     clone_timeout_s: float = setting("RAAS_CLONE_TIMEOUT_S", 120.0,
                                      "time limit for fetching a job's code", unit="s")
-    clone_max_bytes: int = setting("RAAS_CLONE_MAX_BYTES", 50 * 1024 * 1024,
-                                   "largest checkout or extracted archive", unit="bytes")
-    clone_max_files: int = setting("RAAS_CLONE_MAX_FILES", 10_000,
-                                   "most files in a job's code", unit="files")
-    clone_schemes: tuple[str, ...] = setting(
-        "RAAS_CLONE_SCHEMES", ("https", "ssh"),
-        "git URL schemes accepted (comma-separated; add file for local demos)")
+    clone_max_bytes: int = CODE_MAX_BYTES.field()  # the API holds uploads to the same limits
+    clone_max_files: int = CODE_MAX_FILES.field()
+    clone_schemes: tuple[str, ...] = GIT_SCHEMES.field()
     will_delay_s: int = setting("RAAS_AGENT_WILL_DELAY_S", 10,
                                 "MQTT 5 will delay = session expiry: a reconnect within it "
                                 "publishes no 'lost'", unit="s")
@@ -57,7 +60,8 @@ class AgentConfig:
                                      "give up an assignment whose 'running' is not answered",
                                      unit="s")
     selftest: bool = setting("RAAS_AGENT_SELFTEST", True,
-                             "run the motor node's self-test at start and between jobs")
+                             "at start and between jobs, drive the env through a job login, then "
+                             "run the motor node's self-test")
     selftest_timeout_s: float = setting("RAAS_AGENT_SELFTEST_TIMEOUT_S", 90.0,
                                         "longest wait for the self-test verdict", unit="s")
     maintenance_retry_s: float = setting(
@@ -85,10 +89,7 @@ class AgentConfig:
         if self.upload_attempts < 1 or self.log_chunk_lines < 1:
             raise ConfigError("RAAS_AGENT_UPLOAD_ATTEMPTS and RAAS_AGENT_LOG_CHUNK_LINES must be "
                               ">= 1")
-        bad = set(self.clone_schemes) - {"https", "ssh", "file"}
-        if bad:
-            raise ConfigError(f"RAAS_CLONE_SCHEMES: unsupported {sorted(bad)} "
-                              f"(https, ssh, file)")
+        check_schemes(self.clone_schemes)
 
     @property
     def central_user(self) -> str:
@@ -103,3 +104,25 @@ class AgentConfig:
         if self.local_mqtt_url.startswith("unix://"):
             return Path(self.local_mqtt_url[len("unix://"):])
         return None
+
+    def central_address(self) -> BrokerAddress:
+        """The central broker, as this node's agent (``node-<id>``).
+
+        Raises:
+            ConfigError: a bad URL. OSError: the password file cannot be read.
+        """
+        return BrokerAddress.parse(self.central_mqtt_url, username=self.central_user,
+                                   password_file=self.central_password_file)
+
+    def local_address(self, admin: bool = False) -> BrokerAddress:
+        """The node-local broker, as the agent, or (``admin``) as the broker's administrator
+        that creates and deletes job logins.
+
+        Raises:
+            ConfigError: a bad URL. OSError: the password file cannot be read.
+        """
+        if admin:
+            return BrokerAddress.parse(self.local_mqtt_url, username="admin",
+                                       password_file=self.local_admin_password_file)
+        return BrokerAddress.parse(self.local_mqtt_url, username=self.local_username,
+                                   password_file=self.local_password_file)

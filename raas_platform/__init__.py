@@ -1,1 +1,1 @@
-"""What the platform's services share: settings declared once and the object store."""
+"""What the platform's services share: settings declared once, object store, submission checks."""

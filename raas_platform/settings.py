@@ -33,3 +33,15 @@ LOCAL_SOCKET = Setting(
     "RAAS_LOCAL_SOCKET", None,
     "the node-local broker's unix socket, mounted into job containers (default: "
     "<broker dir>/sock/local.sock for the broker, the path of RAAS_LOCAL_MQTT_URL for the agent)")
+CODE_MAX_BYTES = Setting(
+    "RAAS_CLONE_MAX_BYTES", 50 * 1024 * 1024,
+    "largest job code: the unpacked size of an uploaded archive (checked by the API) and of a "
+    "git checkout or extracted archive (checked again by the node)", unit="bytes")
+CODE_MAX_FILES = Setting(
+    "RAAS_CLONE_MAX_FILES", 10_000,
+    "most entries (files and folders) in a job's code, archive or git checkout",
+    unit="entries")
+GIT_SCHEMES = Setting(
+    "RAAS_CLONE_SCHEMES", ("https", "ssh"),
+    "git URL schemes the API accepts and nodes fetch (comma-separated, from https, ssh, file; "
+    "file lets users name any repository on the host: dev stacks only)")

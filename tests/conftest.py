@@ -10,10 +10,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,28 +20,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from gym_raas_mqtt.mqtt import BrokerAddress
+from tests.databases import (  # noqa: F401  (fixtures: the job database, both backends)
+    db, db_url, db_url_postgresql, postgres, postgres_url)
+from tests.net import free_port, wait_port  # noqa: F401  (imported from here by many tests)
 
 if TYPE_CHECKING:
     from broker_config.runner import BrokerHandle
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(host: str, port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s} s")
 
 
 @dataclass

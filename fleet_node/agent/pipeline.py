@@ -5,7 +5,7 @@
     running? ─rejected→ (abandon, stay idle)
        │accepted
     fetch code → job credentials + JobBinding → run container (log streamed)
-         → unbind, delete credentials, e-stop → result bundle → upload → final update
+         → unbind, delete credentials, e-stop, clear env state → result bundle → upload → report
 
 The agent runs :meth:`JobPipeline.claim` then :meth:`JobPipeline.execute` on its job thread and
 handles the node's status around them (busy, then resetting → self-test).
@@ -206,7 +206,9 @@ class JobPipeline:
             raise PlatformFault(f"runner: {e}") from e
 
     def _unbind(self, job: ActiveJob) -> None:
-        """Unbind the motor's recording, delete the job's account, stop the motor."""
+        """Unbind the motor's recording (it forgets the job's episodes), delete the job's account,
+        stop the motor, clear the env state the job left retained (its own, its will's or a
+        forged one)."""
         self._publish_local(TopicKind.ENV_JOB, JobBinding(self._clock(), None, None))
         if job.job_client is not None:
             try:
@@ -215,6 +217,7 @@ class JobPipeline:
             except RaasError as e:
                 log.error("job %s: could not delete account %s: %s", job.id, job.job_client, e)
         self._publish_local(TopicKind.ENV_ESTOP, EStop("job ended", self._clock()))
+        self._publish_local(TopicKind.ENV_STATE, None)  # after the account: nobody re-sets it
         # The motor node closes the telemetry file when it sees the unbinding: wait for it.
         self.motor.wait_unbound(job.id, self.config.motor_wait_s)
 

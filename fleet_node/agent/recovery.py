@@ -1,8 +1,9 @@
 """Crash bookkeeping: what a job execution would leave behind, written down and cleaned up at start.
 
 While a job runs, ``<data dir>/agent/current-job.json`` names its local broker account and work
-folder. If the agent dies, the next start deletes both and any container left on the engine; the
-dispatcher requeues the job itself (the node comes back without it).
+folder (during the between-jobs check, that check's account). If the agent dies, the next start
+deletes them and any container of this installation and node left on the engine; the dispatcher
+requeues the job itself (the node comes back without it).
 """
 
 from __future__ import annotations
@@ -33,10 +34,17 @@ class CrashRecord:
 
     def remember(self, job: ActiveJob) -> None:
         """Note what a crash would leave behind now (atomically replaced)."""
+        self._write({"job_id": job.id, "execution": job.assignment.execution,
+                     "job_client": job.job_client,
+                     "workdir": str(job.workdir) if job.workdir else None})
+
+    def remember_client(self, username: str) -> None:
+        """Note a job login made outside a job execution (the between-jobs check's)."""
+        self._write({"job_client": username})
+
+    def _write(self, record: dict[str, Any]) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"job_id": job.id, "execution": job.assignment.execution,
-                                   "job_client": job.job_client,
-                                   "workdir": str(job.workdir) if job.workdir else None}))
+        tmp.write_text(json.dumps(record))
         tmp.replace(self.path)
 
     def forget(self) -> None:
@@ -66,7 +74,8 @@ class CrashRecord:
         except ValueError:
             self.forget()
             return
-        log.warning("cleaning up after job %s, interrupted by a crash", left.get("job_id"))
+        log.warning("cleaning up after %s, interrupted by a crash",
+                    f"job {left['job_id']}" if left.get("job_id") else "the between-jobs check")
         if left.get("job_client"):
             try:
                 delete_job_client(local_admin, str(left["job_client"]))

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 SendCentral = Callable[[str, protocol.Message], Any]
 """Sends a message on a topic of the central broker (QoS and retain from the topic table)."""
-PublishLocal = Callable[[TopicKind, protocol.Message], Any]
-"""Publishes a message on this node's topic of ``kind`` on the local broker."""
+PublishLocal = Callable[[TopicKind, protocol.Message | None], Any]
+"""Publishes a message on this node's topic of ``kind`` on the local broker (None clears the
+topic's retained message)."""
 
 
 class Waiter:
@@ -163,14 +164,18 @@ class SelfTest:
         timeout_s: longest wait for the verdict [s].
         stopping: set when the agent stops (the wait is given up).
         clock: wall clock [s since the epoch] for timestamps.
+        job_path: runs first when enabled: drives the env as a job would and returns why it
+            could not, or None (:meth:`fleet_node.agent.jobpath.JobPathCheck.run`).
     """
 
     def __init__(self, publish_local: PublishLocal, motor: MotorView, runners: RunnerSlot, *,
                  enabled: bool, timeout_s: float, stopping: threading.Event,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float],
+                 job_path: Callable[[], str | None] | None = None) -> None:
         self._publish_local = publish_local
         self._motor = motor
         self._runners = runners
+        self._job_path = job_path
         self.enabled = enabled
         self.timeout_s = timeout_s
         self._stopping = stopping
@@ -178,7 +183,8 @@ class SelfTest:
         self._waiters: dict[str, Waiter] = {}
 
     def run(self) -> Verdict:
-        """Check that the node can take a job: motor node present, runner, pendulum self-test."""
+        """Check that the node can take a job: motor node present, runner, a job's path (reset
+        and steps through a job login), then the pendulum self-test."""
         motor = self._motor.state
         if motor is not None and motor.state is MotorStatus.LOST:
             return Verdict(False, "the motor node is not running", retry=True)
@@ -186,6 +192,9 @@ class SelfTest:
             return Verdict(True)
         if self._runners.get() is None:
             return Verdict(False, "no job runner: the Docker engine is unreachable", retry=True)
+        failure = self._job_path() if self._job_path is not None else None
+        if failure is not None:  # a platform cause: retried, and at once when the motor returns
+            return Verdict(False, failure[:300], retry=True)
         request = SelfTestRequest(uuid.uuid4().hex[:16], self._clock())
         waiter = Waiter()
         self._waiters[request.request_id] = waiter

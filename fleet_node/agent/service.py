@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fleet_node.agent.job import ActiveJob, Runner, RunnerSlot
+from fleet_node.agent.jobpath import JobPathCheck
 from fleet_node.agent.motor_view import MotorView
 from fleet_node.agent.pipeline import JobPipeline
 from fleet_node.agent.presence import Presence
@@ -59,20 +60,21 @@ class Agent:
         store: object store for archives and bundles; default ``open_store(config.store_url)``.
         central: central broker address; default from the config.
         local: node-local broker address (the agent's account); default from the config.
+        local_admin: the node-local broker's ``admin``, which creates and deletes job logins.
         clock: wall clock [s since the epoch] for timestamps.
     """
 
     def __init__(self, config: AgentConfig, *, runner: Runner | None = None,
                  runner_config: RunnerConfig | None = None, store: Any = None,
                  central: BrokerAddress | None = None, local: BrokerAddress | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 local_admin: BrokerAddress | None = None, clock: Callable[[], float] = time.time
+                 ) -> None:
         self.config = c = config
         self.node_id = c.node_id
         self.clock = clock
-        self.central_address = central or BrokerAddress.parse(
-            c.central_mqtt_url, username=c.central_user, password_file=c.central_password_file)
-        self.local_address = local or BrokerAddress.parse(
-            c.local_mqtt_url, username=c.local_username, password_file=c.local_password_file)
+        self.central_address = central or c.central_address()
+        self.local_address = local or c.local_address()
+        self.local_admin = local_admin or c.local_address(admin=True)
         self.runners = RunnerSlot(runner, runner_config)
         self.store = store
         self.state_dir = Path(c.data_dir) / "agent"
@@ -82,7 +84,7 @@ class Agent:
         self.topics = {k: protocol.topic(k, node=self.node_id) for k in (
             TopicKind.NODE_CMD, TopicKind.NODE_JOB_NEXT, TopicKind.ENV_MOTOR_STATE,
             TopicKind.ENV_JOB, TopicKind.ENV_ESTOP, TopicKind.ENV_SELFTEST,
-            TopicKind.ENV_SELFTEST_REPLY)}
+            TopicKind.ENV_SELFTEST_REPLY, TopicKind.ENV_STATE)}
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self.presence = Presence(
@@ -91,9 +93,10 @@ class Agent:
             will_delay_s=c.will_delay_s, clock=clock)
         self.updates = UpdateChannel(self._send_central, self.node_id, c.update_retry_s,
                                      self._stopping, clock)
+        job_path = JobPathCheck(c, self.local_admin, self._publish_local, self.crash)
         self.selftest = SelfTest(self._publish_local, self.motor, self.runners,
                                  enabled=c.selftest, timeout_s=c.selftest_timeout_s,
-                                 stopping=self._stopping, clock=clock)
+                                 stopping=self._stopping, clock=clock, job_path=job_path.run)
         self.pipeline: JobPipeline | None = None  # made at start, with the store
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()  # _job and _worker
@@ -121,7 +124,7 @@ class Agent:
             self._local = self._connect_local(timeout_s)
             self._publish_local(TopicKind.ENV_JOB, JobBinding(self.clock(), None, None))
             self.crash.recover(node_id=self.node_id, runner=self.runners.runner,
-                               local_admin=self.local_address,
+                               local_admin=self.local_admin,
                                keep_workdirs=self.config.keep_workdirs)
             self._central = self._connect_central(timeout_s)
         except MqttError as e:
@@ -194,7 +197,7 @@ class Agent:
         self.pipeline = JobPipeline(
             self.config, runners=self.runners, store=self.store, updates=self.updates,
             publish_local=self._publish_local, send_central=self._send_central,
-            motor=self.motor, crash=self.crash, local_admin=self.local_address,
+            motor=self.motor, crash=self.crash, local_admin=self.local_admin,
             stopping=self._stopping, clock=self.clock, image_digest=self._image_digest)
 
     def _connect_central(self, timeout_s: float) -> Link:
@@ -224,7 +227,7 @@ class Agent:
         link = self._central
         return None if link is None else link.send(topic, msg)
 
-    def _publish_local(self, kind: TopicKind, msg: protocol.Message) -> None:
+    def _publish_local(self, kind: TopicKind, msg: protocol.Message | None) -> None:
         if self._local is not None:
             self._local.send(self.topics[kind], msg)
 

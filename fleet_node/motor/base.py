@@ -23,10 +23,13 @@ class Motor(Protocol):
     Attributes:
         name: ``"sim"`` or ``"pigpio"`` (published in the node's meta).
         params: calibration in force (limits, counts per revolution, calibration_id).
+        placeable: :meth:`set_state` can place the pendulum (a simulation); a reset asking for
+            another start than hanging at rest is refused on a motor that cannot.
     """
 
     name: str
     params: PendulumParams
+    placeable: bool
 
     def apply(self, desired: float) -> float:
         """Command action ``desired`` (N·m-equivalent) until the next call.

@@ -16,6 +16,7 @@ step's observation comes one tick later with ``deadline_miss`` set, and after
 Safety lives here, never in user code: the action is clamped to ±max_action; zero torque on the
 watchdog, on an EStop (until the next reset), on the env's last will, and on over-speed (a fault,
 reported in MotorState and in the Observation); resets are closed-loop (see procedures.py).
+What a job may send is bounded (bounds.py); its episodes are forgotten when its binding ends.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gym_raas_mqtt.protocol import (Action, EnvState, EnvStatus, EStop, JobBindi
                                     MotorStatus, Observation, ResetReply, ResetRequest,
                                     SelfTestReply, SelfTestRequest, TelemetryBatch, TopicKind)
 from fleet_node.motor.base import Motor
+from fleet_node.motor.bounds import reset_refusal, seq_in_window
 from fleet_node.motor.clock import LoopStats
 from fleet_node.motor.config import MotorConfig
 from fleet_node.motor.procedures import Operation, SettleLimits, SettleResult, selftest, settle
@@ -193,7 +195,7 @@ class MotorMachine:
     def _fresh(self, action: Action) -> bool:
         if not self._episode_active or action.episode_id != self.episode_id:
             return False
-        return action.seq > self._last_seq
+        return seq_in_window(self._last_seq, action.seq)
 
     def _on_action(self, action: Action) -> None:
         if not self._fresh(action):
@@ -248,10 +250,11 @@ class MotorMachine:
         if op is not None and op.kind == "reset" and op.episode_id == req.episode_id:
             op.request_ids.append(req.request_id)  # answered when the running reset ends
             return
-        if self.episode_id is not None and req.episode_id <= self.episode_id:
+        refusal = reset_refusal(req, self.episode_id, self.params, self.motor.placeable)
+        if refusal is not None:
+            log.warning("reset refused: %s", refusal)
             self._emit(TopicKind.ENV_RESET_REPLY, ResetReply(
-                req.request_id, req.episode_id, ok=False,
-                error=f"episode id {req.episode_id} is not newer than {self.episode_id}"))
+                req.request_id, req.episode_id, ok=False, error=refusal))
             return
         self.abort_procedure("preempted by a reset")
         self._end_episode()
@@ -262,7 +265,7 @@ class MotorMachine:
         timeout = min(req.timeout_s, self.cfg.reset_timeout_s)
         op = Operation("reset", self.motor, None, [req.request_id], req.episode_id,
                        limits=self._limits, timeout_s=timeout)
-        if req.initial_state is not None:  # honoured by a simulation, closed loop on hardware
+        if req.initial_state is not None and self.motor.placeable:
             op.place = (req.initial_state[0], req.initial_state[1])
         else:
             op.proc = settle(self._limits, timeout)
@@ -320,12 +323,24 @@ class MotorMachine:
 
     # ---------------------------------------------------------------------------- job binding
     def _on_job(self, msg: JobBinding | None) -> None:
-        if msg is None:
-            changed = self._job.bind(None, None)
-        else:
-            changed = self._job.bind(msg.job_id, msg.owner)
-        if changed:
-            self._set_status(self.status, self.reason)
+        job_id, owner = (None, None) if msg is None else (msg.job_id, msg.owner)
+        ended = self._job.job_id is not None and job_id != self._job.job_id
+        status, reason = self.status, self.reason
+        if ended:  # before the telemetry file closes: the episode's last rows go in it
+            self._forget_episodes()
+            if status is MotorStatus.RUNNING:
+                status, reason = MotorStatus.READY, "job ended: torque off"
+        if self._job.bind(job_id, owner) or ended:
+            self._set_status(status, reason)
+
+    def _forget_episodes(self) -> None:
+        """Drop what a job set up (episode, ids, cached replies): the next job starts afresh."""
+        if self._op is not None and self._op.kind == "reset":
+            self.abort_procedure("the job ended")
+        self._end_episode()
+        self.motor.stop()
+        self.episode_id = None  # (sequence numbers and late/watchdog flags restart per episode)
+        self._replies.clear()
 
     def _publish_telemetry(self, owner: str, job_id: str, batch: TelemetryBatch) -> None:
         self._emit(TopicKind.NODE_JOB_TELEMETRY, batch, node=self.cfg.node_id, job=job_id)
@@ -337,9 +352,8 @@ class MotorMachine:
                 req.request_id, ok=False, ts=self._wall_clock(),
                 details={"error": "busy: an episode or a reset is in progress"}))
             return
-        self._end_episode()
+        self._forget_episodes()  # between jobs: the next one starts at episode 1
         self._safe_latch.clear()
-        self.motor.stop()
         self.motor.set_state(math.pi, 0.0)  # a simulated pendulum starts at rest; no-op on hardware
         self._set_status(MotorStatus.RESETTING, "self-test")
         proc = selftest(self.params, self._limits, self.cfg.reset_timeout_s,

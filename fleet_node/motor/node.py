@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 SUBSCRIPTIONS = ((TopicKind.ENV_ACT, 0), (TopicKind.ENV_RESET, 1), (TopicKind.ENV_STATE, 1),
                  (TopicKind.ENV_ESTOP, 1), (TopicKind.ENV_JOB, 1), (TopicKind.ENV_SELFTEST, 1))
 """What the motor node listens to on its local broker (matches broker_config.acl.motor_role)."""
+LIVE_ONLY = (TopicKind.ENV_ACT, TopicKind.ENV_RESET)
+"""Kinds obeyed only when sent live: a job may publish them retained (the broker cannot refuse),
+and a retained one would be delivered again at every (re)subscription, long after its job."""
 
 
 class MotorNodeError(RaasError, RuntimeError):
@@ -240,6 +243,8 @@ class MotorNode:
             kind = self._kinds.get(message.topic)
             if kind is None:  # cannot happen with exact subscriptions; a broker bug would do it
                 raise ProtocolError("not a topic the motor node serves")
+            if message.retain and kind in LIVE_ONLY:
+                raise ProtocolError("retained: a job left it behind; only live ones count")
             payload = message.payload
             msg = protocol.TOPICS[kind].message.from_bytes(payload) if payload else None
             if msg is None and kind not in (TopicKind.ENV_JOB, TopicKind.ENV_STATE):

@@ -127,6 +127,7 @@ class PigpioMotor:
     """
 
     name = "pigpio"
+    placeable = False  # a real pendulum starts where its closed-loop reset leaves it
 
     def __init__(self, params: PendulumParams, pi: Any = None,
                  config: PigpioConfig | None = None) -> None:

@@ -28,6 +28,7 @@ class SimMotor:
     """
 
     name = "sim"
+    placeable = True
 
     def __init__(self, params: PendulumParams = physics.DEFAULT_PARAMS, *,
                  quantize: bool = False, deadband: bool = False,

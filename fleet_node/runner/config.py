@@ -7,17 +7,23 @@ platform (image missing, Docker unreachable or failing) → ``error``, which the
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from gym_raas_mqtt.config import setting
 from gym_raas_mqtt.errors import ConfigError, RaasError
-from gym_raas_mqtt.protocol import JobState, LogStream
+from gym_raas_mqtt.protocol import ID_PATTERN, JobState, LogStream
+from raas_platform.settings import DATA_DIR
 
 JOB_LABEL = "raas.job"
 """Container label holding the job id; every container the runner creates carries it."""
 NODE_LABEL = "raas.node"
 """Container label holding the node id, so two nodes sharing one engine never sweep each other."""
+INSTALLATION_LABEL = "raas.installation"
+"""Container label holding :attr:`RunnerConfig.installation`, so two installations sharing one
+engine (even with the same node ids) never sweep each other."""
 
 OnOutput = Callable[[LogStream, str], None]
 """Called ``(stream, line)`` for each output line of the job (no newline)."""
@@ -48,14 +54,31 @@ class RunnerConfig:
                                     unit="bytes")
     docker_timeout_s: float = setting("RAAS_RUNNER_DOCKER_TIMEOUT_S", 30.0,
                                       "timeout of one Docker API call", unit="s")
+    installation_id: str | None = setting(
+        "RAAS_INSTALLATION_ID", None,
+        "label of this installation's job containers; an agent removes only its own "
+        "installation's (default: derived from RAAS_DATA_DIR, so installations differ)")
+    data_dir: Path = DATA_DIR.field()
 
     def __post_init__(self) -> None:
+        if self.installation_id is not None and not ID_PATTERN.match(self.installation_id):
+            raise ConfigError(f"RAAS_INSTALLATION_ID={self.installation_id!r} must match "
+                              f"{ID_PATTERN.pattern}")
         if self.memory_mib < 32 or self.pids < 8 or self.cpus <= 0 or self.tmpfs_mib < 1:
             raise ConfigError(f"runner limits too small: {self}")
         if not 0 < self.default_time_limit_s <= self.max_time_limit_s:
             raise ConfigError("need 0 < RAAS_RUNNER_TIME_LIMIT_S <= RAAS_RUNNER_MAX_TIME_LIMIT_S")
         if self.output_cap_bytes < 1024:
             raise ConfigError("RAAS_RUNNER_OUTPUT_CAP_BYTES must be at least 1024")
+
+    @property
+    def installation(self) -> str:
+        """This installation's id: ``RAAS_INSTALLATION_ID``, else ``data-`` + 12 hex digits of
+        the SHA-256 of the absolute data dir (stable across restarts of one installation)."""
+        if self.installation_id is not None:
+            return self.installation_id
+        folder = str(Path(self.data_dir).resolve())
+        return "data-" + hashlib.sha256(folder.encode()).hexdigest()[:12]
 
     def time_limit(self, requested_s: float | None) -> float:
         """The limit a job gets: ``requested_s`` clamped to (0, max], default when None (s)."""

@@ -4,6 +4,8 @@ The container's only channel to the world is the node-local broker's unix socket
 (``network_mode="none"``), the code read-only at ``/job``, a read-only root filesystem with a
 size-capped tmpfs ``/tmp`` (also ``$HOME``), no capabilities, ``no-new-privileges``, an unprivileged
 uid, and limits on processes, memory (no swap) and CPU. Why each flag is there: images/README.md.
+Its main process is the supervisor (:mod:`~fleet_node.runner.supervisor`), which ends the job when
+the agent's hold on the container's stdin goes away.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fleet_node.runner.config import JOB_LABEL, NODE_LABEL, RunnerConfig, RunnerError
+from fleet_node.runner import supervisor
+from fleet_node.runner.config import (INSTALLATION_LABEL, JOB_LABEL, NODE_LABEL, RunnerConfig,
+                                      RunnerError)
 from gym_raas_mqtt.protocol import ID_PATTERN
 
 CONTAINER_SOCKET_DIR = "/run/raas"
 """Where the directory of the node-local broker's socket appears inside the container."""
 CODE_DIR = "/job"
 """Where the job's code is mounted (read-only) inside the container; also the working dir."""
-COMMAND = ("python3", "-u", "run.py")
-"""What the container runs: the job's entrypoint, unbuffered."""
+SUPERVISOR_FLAGS = ("python3", "-I", "-S", "-c")
+"""How the supervisor's source is run: isolated (no job folder on sys.path, no PYTHON* variables)
+and without site (nothing of the image's packages), so the job cannot inject code into it."""
 RUN_USER = "10001:10001"
 """uid:gid of the image's ``raas`` user (images/Dockerfile); given explicitly so a changed image
 cannot make jobs run as root."""
@@ -81,9 +86,9 @@ def container_options(config: RunnerConfig, job_id: str, node_id: str, code_dir:
     })
     tmpfs_opts = f"rw,nosuid,nodev,noexec,size={c.tmpfs_mib}m,mode=1777"
     return dict(
-        command=list(COMMAND),
+        command=[*SUPERVISOR_FLAGS, Path(supervisor.__file__).read_text()],
         name=f"raas-job-{node_id}-{job_id}"[:128],
-        labels={JOB_LABEL: job_id, NODE_LABEL: node_id},
+        labels={JOB_LABEL: job_id, NODE_LABEL: node_id, INSTALLATION_LABEL: c.installation},
         environment=environment,
         user=RUN_USER,
         working_dir=CODE_DIR,
@@ -107,7 +112,9 @@ def container_options(config: RunnerConfig, job_id: str, node_id: str, code_dir:
         init=True,
         # Output goes only through attach (back-pressured); no copy piles up on the node's disk.
         log_config=LogConfig(type="none"),
-        stdin_open=False,
+        # The supervisor's lifeline: stdin open, closed by the engine when the one client attached
+        # to it (the agent) goes away; the SDK sets StdinOnce for stdin_open without detach.
+        stdin_open=True,
         tty=False,
-        detach=True,
+        detach=False,
     )

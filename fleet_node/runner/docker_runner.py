@@ -1,6 +1,8 @@
 """Runs one job's user code in a Docker container (see :mod:`fleet_node.runner.container`).
 
-The container is removed whatever happens; :meth:`DockerRunner.sweep` removes any left by a crash.
+The container is removed whatever happens; :meth:`DockerRunner.sweep` removes any of this
+installation and node left by a crash. While it runs, the runner holds the container's stdin (the
+supervisor's lifeline): if the agent process dies, the job is stopped within a fraction of a second.
 A platform fault (image missing, Docker unreachable or failing) is a ``state=error`` outcome, never
 an exception; only invalid arguments from the agent raise :class:`RunnerError`. ``docker`` (the
 node extra) is imported where it is used: the researcher's install never imports it.
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from fleet_node.runner.config import (JOB_LABEL, NODE_LABEL, OnOutput, RunnerConfig,
-                                      RunnerError, RunOutcome)
+from fleet_node.runner.config import (INSTALLATION_LABEL, JOB_LABEL, NODE_LABEL, OnOutput,
+                                      RunnerConfig, RunnerError, RunOutcome)
 from fleet_node.runner.container import check_job_args, container_options
 from fleet_node.runner.output import OutputPump
 from gym_raas_mqtt.protocol import JobState
@@ -80,16 +83,21 @@ class DockerRunner:
     def sweep(self, node_id: str | None = None) -> list[str]:
         """Remove job containers left behind (e.g. by an agent crash); call at agent start.
 
+        Only containers of this installation (label ``raas.installation``) are considered, so
+        another installation's jobs on a shared engine are never touched.
+
         Args:
             node_id: only containers of this node (label ``raas.node``); None = every job
-                container on this engine.
+                container of this installation.
 
         Returns:
             Names of the removed containers.
         """
-        label = f"{NODE_LABEL}={node_id}" if node_id else JOB_LABEL
+        labels = [JOB_LABEL, f"{INSTALLATION_LABEL}={self.config.installation}"]
+        if node_id:
+            labels.append(f"{NODE_LABEL}={node_id}")
         removed = []
-        for c in self.client.containers.list(all=True, filters={"label": label}):
+        for c in self.client.containers.list(all=True, filters={"label": labels}):
             try:
                 c.remove(force=True, v=True)
                 removed.append(c.name)
@@ -137,7 +145,7 @@ class DockerRunner:
         except RunnerError as e:
             return RunOutcome(JobState.ERROR, reason=str(e), time_limit_s=limit)
         kwargs = container_options(self.config, job_id, node_id, code_dir, socket_path, env)
-        container = frames = None
+        container = frames = lifeline = None
         pump: OutputPump | None = None
         started = ended = 0.0
         killed_for: str | None = None
@@ -149,6 +157,8 @@ class DockerRunner:
                                             logs=False, demux=True)
             pump = OutputPump(frames, self.config.output_cap_bytes, on_output)
             pump.thread.start()
+            lifeline = self.client.api.attach_socket(container.id,
+                                                     params={"stdin": 1, "stream": 1})
             container.start()
             started = time.monotonic()
             status = self._wait(container, started + limit, pump, cancel)
@@ -180,6 +190,8 @@ class DockerRunner:
                         response.close()  # ... and this releases its file object (no fd leak)
                 except OSError as e:
                     log.debug("job %s: closing the output stream: %s", job_id, e)
+            if lifeline is not None:
+                self._let_go(lifeline)
             if container is not None:
                 try:
                     container.remove(force=True, v=True)
@@ -223,6 +235,19 @@ class DockerRunner:
                 if now - unreachable_since > self.config.docker_timeout_s:
                     raise
                 time.sleep(0.5)
+
+    @staticmethod
+    def _let_go(lifeline: Any) -> None:
+        """Close the hold on the container's stdin (the SDK's socket over the engine's socket)."""
+        sock = getattr(lifeline, "_sock", lifeline)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # the engine closed it first
+            pass
+        sock.close()
+        response = getattr(lifeline, "_response", None)
+        if response is not None:
+            response.close()  # releases the connection's file objects (no fd leak)
 
     def _remove_named(self, name: str) -> None:
         import docker.errors

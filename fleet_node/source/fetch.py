@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from fleet_node.source.archive import extract_archive
-from fleet_node.source.checks import FetchedSource, FetchLimits, SourceRejected, SourceUnavailable
 from fleet_node.source.git import fetch_git
+from fleet_node.source.tree import FetchedSource, FetchLimits, make_readable
 from gym_raas_mqtt.protocol import JobSource, SourceKind
 from raas_platform.storage import ObjectNotFound, StorageError
-
-
-def make_readable(root: Path) -> None:
-    """Folders 0755, files 0644 (0755 when executable) under ``root``, whatever the umask was:
-    the job container's unprivileged uid must read the code. Links are left alone."""
-    for dirpath, _dirs, files in os.walk(root):
-        os.chmod(dirpath, 0o755)
-        for name in files:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode):
-                os.chmod(path, 0o755 if st.st_mode & 0o100 else 0o644)
+from raas_platform.submission import SourceRejected, SourceUnavailable, size_text
 
 
 def describe_source(source: JobSource) -> str:
@@ -44,11 +31,11 @@ def fetch_source(source: JobSource, dest: Path, limits: FetchLimits, store: Any 
     Args:
         source: git URL + ref, or an object-store archive key.
         dest: folder to create for the code (its parent must exist and be private to the job).
-        limits: see :class:`FetchLimits`.
+        limits: see :class:`~raas_platform.submission.SourceLimits`.
         store: the :class:`~raas_platform.storage.ObjectStore` holding uploaded archives.
 
     Raises:
-        SourceRejected: the job's fault (ends ``failed``).
+        SourceRejected: the job's fault (ends ``failed``, not retried).
         SourceUnavailable: the platform's fault (ends ``error``, retried elsewhere).
     """
     if source.kind is SourceKind.GIT:
@@ -62,7 +49,7 @@ def fetch_source(source: JobSource, dest: Path, limits: FetchLimits, store: Any 
     archive = dest.parent / (dest.name + ".archive")
     try:
         if store.size(source.archive_key) > limits.max_bytes:
-            raise SourceRejected(f"archive is larger than {limits.max_bytes / 2**20:.0f} MiB")
+            raise SourceRejected(f"the archive is larger than {size_text(limits.max_bytes)}")
         store.get_file(source.archive_key, archive)
     except ObjectNotFound:
         raise SourceRejected(f"uploaded archive {source.archive_key!r} does not exist") from None

@@ -64,7 +64,8 @@ class BusConfig:
     password_file: Path | None = setting("RAAS_MQTT_PASSWORD_FILE", None,
                                          "file holding the MQTT password")
     client_id: str | None = setting("RAAS_MQTT_CLIENT_ID", None,
-                                    "MQTT client id (default: random env-<hex>)")
+                                    "MQTT client id (default: the user name, the one id the "
+                                    "broker allows a job's login; random env-<hex> without one)")
     connect_timeout_s: float = setting("RAAS_MQTT_CONNECT_TIMEOUT_S", 1.0,
                                        "connect + find the motor node, else BackendError",
                                        unit="s")
@@ -143,8 +144,9 @@ class BusBackend:
         will = Will(self._t_env, EnvState(EnvStatus.LOST, time.time()).to_bytes())
         # A hand-wired paho client, not a Link: Link runs paho's network thread, and this hot loop
         # reads the socket in the caller's thread instead (see above).
-        client = make_client(address, config.client_id or f"env-{uuid.uuid4().hex[:12]}",
-                             will=will)
+        # A job's login may connect only with its own client id: its username.
+        cid = config.client_id or address.username or f"env-{uuid.uuid4().hex[:12]}"
+        client = make_client(address, cid, will=will)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.connect_timeout = config.connect_timeout_s

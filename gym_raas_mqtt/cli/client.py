@@ -1,6 +1,7 @@
 """The researcher's ``raas`` commands against the dashboard's REST API (stdlib only).
 
-``raas login``, ``submit``, ``jobs``, ``logs``, ``results``, ``nodes``, ``cancel``; the HTTP client,
+``raas login``, ``tokens``, ``submit``, ``jobs``, ``logs``, ``results``, ``nodes``, ``cancel``; the
+HTTP client,
 its settings and the config file ``raas login`` writes are :mod:`gym_raas_mqtt.cli.api`.
 """
 
@@ -50,7 +51,28 @@ def cmd_login(args: argparse.Namespace) -> int:
     answer = Api(url, None).json("POST", "/api/v1/tokens",
                                  {"username": user, "password": password, "name": "cli"})
     write_config_file(cfg.path(), url, answer["token"])
-    print(f"logged in as {answer['user']}; token saved in {cfg.path()}")
+    expires = f" (valid until {_fmt_time(answer['expires_at'])})" if "expires_at" in answer else ""
+    print(f"logged in as {answer['user']}; token saved in {cfg.path()}{expires}")
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """``raas tokens``: list your API tokens (``*`` marks the one this command used)."""
+    tokens = Api.from_env().json("GET", "/api/v1/tokens")["tokens"]
+    rows = [[("*" if t.get("current") else "") + str(t["id"]), t["name"], t["state"],
+             _fmt_time(t["created_at"]), _fmt_time(t.get("last_used_at")),
+             _fmt_time(t.get("expires_at"))] for t in tokens]
+    print(_table(rows, ["ID", "NAME", "STATE", "CREATED", "LAST USED", "EXPIRES"])
+          if rows else "no tokens")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    """``raas tokens revoke ID``: revoke one of your API tokens."""
+    token = Api.from_env().json("DELETE", f"/api/v1/tokens/{args.id}")
+    print(f"token {token['id']} ({token['name']}): {token['state']}"
+          + (" — this was the token of this login; run `raas login` again"
+             if token.get("current") else ""))
     return 0
 
 
@@ -240,6 +262,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user", help="user name (prompted if absent)")
     p.add_argument("--password-file", help="read the password from a file instead of a prompt")
     p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("tokens", help="list your API tokens, or revoke one")
+    p.set_defaults(func=cmd_tokens)
+    tsub = p.add_subparsers(dest="tokens_command", metavar="ACTION")
+    tsub.add_parser("list", help="list your tokens (the default)").set_defaults(func=cmd_tokens)
+    revoke = tsub.add_parser("revoke", help="revoke a token: using it is refused from then on")
+    revoke.add_argument("id", type=int, help="the token's ID (see `raas tokens`)")
+    revoke.set_defaults(func=cmd_tokens_revoke)
 
     p = sub.add_parser("submit", help="submit a folder, archive or git URL to run on a pendulum")
     p.add_argument("source", metavar="PATH_OR_URL",

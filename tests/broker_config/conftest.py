@@ -9,6 +9,7 @@ from typing import Iterable
 
 import pytest
 
+from broker_config import acl
 from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client
 
 NOT_AUTHORIZED = 0x87
@@ -17,8 +18,11 @@ NOT_AUTHORIZED = 0x87
 class Probe:
     """One paho client driven synchronously: connect, subscribe, publish, wait for messages."""
 
-    def __init__(self, address: BrokerAddress, client_id: str | None = None) -> None:
-        self.client = make_client(address, client_id)
+    def __init__(self, address: BrokerAddress, client_id: str | None = None,
+                 node: str | None = None) -> None:
+        # a login connects with the one client id the broker allows it (admin: any)
+        bound = acl.client_id(address.username, node) if address.username else None
+        self.client = make_client(address, client_id or bound)
         self.connack: queue.Queue = queue.Queue()
         self.subacks: dict[int, list] = {}
         self.pubacks: dict[int, object] = {}
@@ -117,8 +121,8 @@ def probe():
     made: list[Probe] = []
 
     def make(address: BrokerAddress, *, expect_ok: bool = True, client_id: str | None = None,
-             max_inflight: int | None = None):
-        p = Probe(address, client_id)
+             max_inflight: int | None = None, node: str | None = None):
+        p = Probe(address, client_id, node)
         if max_inflight:
             p.client.max_inflight_messages_set(max_inflight)
         made.append(p)

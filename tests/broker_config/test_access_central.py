@@ -101,6 +101,7 @@ def test_node_will_is_delivered(broker, probe, watcher, uid):
     from gym_raas_mqtt.mqtt import Will, connect, make_client
 
     c = make_client(broker.address(provision.node_username(node), pw),
+                    provision.node_username(node),  # the one client id this login may use
                     will=Will(topic(K.NODE_STATE, node=node), b"lost", 1, True))
     connect(c)
     c.loop(1.0)

@@ -29,8 +29,8 @@ def watcher(local_broker, probe):
 
 @pytest.fixture
 def job_client(local_broker, uid):
-    """A per-job client made by the agent (with the agent's own credentials), deleted after."""
-    agent = local_broker.service("agent")
+    """A per-job client made by the agent (as the node-local broker's admin), deleted after."""
+    agent = local_broker.admin
     username, password = provision.create_job_client(agent, local_broker.node_id, f"j{uid}")
     yield local_broker.unix_address(username, password)
     provision.delete_job_client(agent, username)
@@ -69,8 +69,8 @@ def test_job_client_has_only_its_side_of_the_env_loop(local_broker, probe, watch
 
 def test_motor_and_agent_roles(local_broker, probe, watcher, uid):
     node = local_broker.node_id
-    m = probe(local_broker.service("motor"))
-    a = probe(local_broker.service("agent"))
+    m = probe(local_broker.service("motor"), node=node)
+    a = probe(local_broker.service("agent"), node=node)
     for kind in (K.ENV_ACT, K.ENV_RESET, K.ENV_STATE, K.ENV_ESTOP, K.ENV_JOB, K.ENV_SELFTEST):
         assert m.subscribe(topic(kind, node=node)) == 1
     for t in (topic(K.ENV_OBS, node=node), topic(K.ENV_RESET_REPLY, node=node),
@@ -94,12 +94,14 @@ def test_motor_and_agent_roles(local_broker, probe, watcher, uid):
     for kind in (K.ENV_MOTOR_STATE, K.ENV_STATE, K.ENV_SELFTEST_REPLY):
         assert a.subscribe(topic(kind, node=node)) == 1
     assert a.subscribe(topic(K.ENV_ACT, node=node)) == NOT_AUTHORIZED
+    # the agent's presence login does not administer the broker (job logins are made as admin)
+    assert a.subscribe("$CONTROL/dynamic-security/#") == NOT_AUTHORIZED
     assert watcher.nothing()
 
 
 def test_job_client_talks_to_motor_through_the_socket(local_broker, probe, job_client):
     node = local_broker.node_id
-    m = probe(local_broker.service("motor"))
+    m = probe(local_broker.service("motor"), node=node)
     j = probe(job_client)
     assert m.subscribe(topic(K.ENV_ACT, node=node)) == 1
     assert j.subscribe(topic(K.ENV_OBS, node=node)) == 1
@@ -110,7 +112,7 @@ def test_job_client_talks_to_motor_through_the_socket(local_broker, probe, job_c
 
 
 def test_deleted_job_client_is_disconnected_and_refused(local_broker, probe, uid):
-    agent = local_broker.service("agent")
+    agent = local_broker.admin  # the agent administers job logins as the local admin
     username, password = provision.create_job_client(agent, local_broker.node_id, f"j{uid}")
     j = probe(local_broker.unix_address(username, password))
     assert provision.delete_job_client(agent, username) is True
@@ -137,7 +139,8 @@ def test_socket_usable_by_unprivileged_uid(local_broker, watcher, job_client):
     def pub(password: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["mosquitto_pub", "--unix", str(local_broker.socket_path), "-V", "mqttv5", "-q", "1",
-             "-u", job_client.username, "-P", password, "-t", act, "-m", "from-nobody"],
+             "-u", job_client.username, "-i", job_client.username, "-P", password, "-t", act,
+             "-m", "from-nobody"],
             user=65534, group=65534, capture_output=True, text=True, timeout=30, cwd="/")
 
     res = pub(job_client.password)

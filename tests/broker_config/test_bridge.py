@@ -45,7 +45,7 @@ def test_telemetry_is_bridged_to_central(broker, local_broker, probe, uid):
     _wait_bridge_up(central, node)
     tele = topic(K.NODE_JOB_TELEMETRY, node=node, job=f"j{uid}")
     assert central.subscribe(tele) == 1
-    motor = probe(local_broker.service("motor"))
+    motor = probe(local_broker.service("motor"), node=node)
     batch = _batch(f"j{uid}", node)
     motor.publish(tele, batch.to_bytes(), qos=0)
     t, payload, _ = central.expect(5)
@@ -59,7 +59,7 @@ def test_telemetry_is_bridged_to_central(broker, local_broker, probe, uid):
 
 def test_job_client_cannot_inject_telemetry(broker, local_broker, probe, uid):
     node = local_broker.node_id
-    agent = local_broker.service("agent")
+    agent = local_broker.admin  # the agent administers job logins as the local admin
     username, password = provision.create_job_client(agent, node, f"j{uid}")
     try:
         central = probe(broker.admin)
@@ -83,7 +83,7 @@ def test_bridge_survives_central_restart(tmp_path, probe):
         local = start_broker("local", tmp_path / "l", port=_port(), node_id=node,
                              central_url=f"mqtt://127.0.0.1:{cport}", bridge_password=pw)
         tele = topic(K.NODE_JOB_TELEMETRY, node=node, job="j")
-        motor = probe(local.service_address("motor"))
+        motor = probe(local.service_address("motor"), node=node)
         for round_ in range(2):
             w = probe(central.admin_address)
             assert w.subscribe(topic(K.NODE_BRIDGE, node=node)) == 1

@@ -70,9 +70,11 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def make_config(tmp: Path, **changes: Any) -> DashboardConfig:
     """A config on files under ``tmp``; no broker unless ``broker_url`` is given."""
+    # git_check off: these tests submit made-up https URLs and no test may need the network;
+    # tests/security/test_submission_*.py exercise the default (on) against real repositories
     base = DashboardConfig(database_url=f"sqlite:///{tmp / 'raas.db'}",
                            store_url=str(tmp / "store"), broker_url=None,
-                           secure_cookies=False, sse_keepalive_s=0.5)
+                           secure_cookies=False, sse_keepalive_s=0.5, git_check=False)
     return dataclasses.replace(base, **changes)
 
 
@@ -93,7 +95,8 @@ def make_user(app: Any, name: str, admin: bool = False) -> User:
 
     with app.app_context(), database.connection_context():
         accounts.create_user(name, PASSWORD, admin=admin, max_running=2)
-        token = accounts.issue_token(name)
+        token = accounts.issue_token(name, lifetime_s=app.extensions["raas_config"]
+                                     .token_lifetime_s)
     return User(name, PASSWORD, token)
 
 

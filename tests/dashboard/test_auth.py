@@ -132,3 +132,12 @@ def test_config_refuses_more_streams_than_threads(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="RAAS_SSE_MAX_STREAMS"):
         create_app({"TESTING": True, "RAAS_CONFIG": make_config(tmp_path, threads=8,
                                                                 sse_max_streams=6)})
+
+
+@pytest.mark.parametrize("field,value", [("login_limit_per_account", "five a minute"),
+                                         ("login_limit_per_address", ""),
+                                         ("token_lifetime_s", 0), ("max_json_depth", 0)])
+def test_config_refuses_bad_login_limits_and_lifetimes(tmp_path: Any, field: str,
+                                                       value: Any) -> None:
+    with pytest.raises(ConfigError):
+        create_app({"TESTING": True, "RAAS_CONFIG": make_config(tmp_path, **{field: value})})

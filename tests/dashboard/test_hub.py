@@ -160,9 +160,14 @@ def test_subscriber_wires_its_link_to_the_hub() -> None:
 
     address = mqtt.BrokerAddress("tcp", "127.0.0.1", 1883, "dashboard", "pw")
     sub = Subscriber(hub, address, link_factory=factory)
-    Subscriber(hub, address, link_factory=factory)
+    anonymous = mqtt.BrokerAddress("tcp", "127.0.0.1", 1883)
+    Subscriber(hub, anonymous, link_factory=factory)
+    Subscriber(hub, anonymous, link_factory=factory)
     link = links[0]
-    assert link.address is address and link.client_id != links[1].client_id  # never shared
+    # the broker binds a login to one client id, its username (issue 10): the subscriber uses it;
+    # without a login (tests) each subscriber gets its own id, never a shared one
+    assert link.address is address and link.client_id == "dashboard"
+    assert links[1].client_id != links[2].client_id
     assert link.options["raw"] is True  # the hub decodes, and counts what it rejects
     assert sorted(link.options["subscriptions"]) == sorted(
         (protocol.topic_filter(k), protocol.TOPICS[k].qos)

@@ -131,7 +131,8 @@ def test_users_get_broker_credentials_for_their_own_job_topics(live: Any, broker
     assert creds["topic_filter"] == f"raas/v1/jobs/{alice.name}/+/#"
     job = api.json("POST", "/api/v1/jobs", {"url": "https://x.org/a"})["id"]
     got: queue.Queue = queue.Queue()
-    sub = mqtt.make_client(broker.address(creds["username"], creds["password"]))
+    # the login may connect only with its own client id, its username
+    sub = mqtt.make_client(broker.address(creds["username"], creds["password"]), creds["username"])
     sub.on_message = lambda c, u, m: got.put(m.topic)
     mqtt.connect(sub)
     sub.loop_start()

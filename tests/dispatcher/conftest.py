@@ -1,144 +1,18 @@
-"""Dispatcher fixtures: a real PostgreSQL cluster (session), a fresh job database per test, and a
-private Mosquitto per service test.
-
-The ``db`` fixture is parametrised over SQLite (WAL file) and PostgreSQL, so every queue contract
-test runs against both. PostgreSQL refuses to run as root, so as root the cluster is created and
-run as ``nobody`` (``runuser``); the test skips with the reason only if the server cannot start.
-"""
+"""Dispatcher fixtures: a private Mosquitto per service test. (The job database on SQLite and
+PostgreSQL, ``db``/``db_url``, comes from tests/databases.py for the whole suite, so every queue
+contract test runs against both.)"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_port  # noqa: F401  (used by the fixtures below)
-
-PG_BIN_DIRS = ("/usr/local/bin", "/usr/lib/postgresql/15/bin", "/usr/bin")
-
-
-def _pg_bin(name: str) -> str | None:
-    for d in PG_BIN_DIRS:
-        p = Path(d) / name
-        if p.exists():
-            return str(p)
-    return shutil.which(name)
-
-
-class PostgresCluster:
-    """A throw-away PostgreSQL server on a free loopback port (trust auth, user ``raas``)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.data = workdir / "data"
-        self.port = free_port()
-        self.user = "raas"
-        self.runas: list[str] = []
-        if os.geteuid() == 0:
-            self.runas = ["runuser", "-u", "nobody", "--"]
-            os.chmod(workdir, 0o777)
-
-    def _run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.runas, *cmd], check=check, capture_output=True, text=True,
-                              timeout=120)
-
-    def start(self) -> None:
-        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-        if not (initdb and pg_ctl):
-            pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found")
-        r = self._run(initdb, "-D", str(self.data), "-U", self.user, "-A", "trust",
-                      "--no-sync", "-E", "UTF8", check=False)
-        if r.returncode:
-            pytest.skip(f"initdb failed: {r.stderr[-400:]}")
-        opts = (f"-p {self.port} -k {self.workdir} -h 127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off")
-        r = self._run(pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.workdir / "log"),
-                      "-w", "start", check=False)
-        if r.returncode:
-            log = (self.workdir / "log").read_text()[-400:] if (self.workdir / "log").exists() \
-                else ""
-            pytest.skip(f"PostgreSQL did not start: {r.stderr[-300:]} {log}")
-        wait_port("127.0.0.1", self.port)
-
-    def stop(self) -> None:
-        self._run(_pg_bin("pg_ctl") or "pg_ctl", "-D", str(self.data), "-m", "immediate",
-                  "stop", check=False)
-
-    def create_database(self) -> str:
-        """A new empty database; returns its URL."""
-        import psycopg2
-
-        name = "t_" + uuid.uuid4().hex[:12]
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user,
-                                dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-        conn.close()
-        return self.url(name)
-
-    def url(self, name: str) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
-
-
-@pytest.fixture(scope="session")
-def postgres() -> PostgresCluster:
-    """A PostgreSQL server for the session (skips with the reason if it cannot start)."""
-    pytest.importorskip("psycopg2", reason="psycopg2-binary (dev extra) is not installed")
-    workdir = Path(tempfile.mkdtemp(prefix="raas-pg-"))
-    cluster = PostgresCluster(workdir)
-    cluster.start()
-    yield cluster
-    cluster.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres_url(postgres: PostgresCluster) -> str:
-    """One database with the schema, emptied before each test that uses it."""
-    from dispatcher.models import database, init_db
-
-    url = postgres.create_database()
-    init_db(url).close()
-    database.initialize(None)
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """URL of a fresh, empty job database: SQLite file, then PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'raas.db'}"
-    return request.getfixturevalue("db_url_postgresql")
-
-
-@pytest.fixture
-def db_url_postgresql(postgres_url: str) -> str:
-    """The session's PostgreSQL database, emptied."""
-    url = postgres_url
-    from dispatcher.models import ALL_MODELS, init_db
-
-    db = init_db(url, create=False)
-    tables = ", ".join(f'"{m._meta.table_name}"' for m in ALL_MODELS)
-    db.execute_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    db.close()
-    return url
-
-
-@pytest.fixture
-def db(db_url: str):
-    """The models bound to a fresh database (both backends); closed after the test."""
-    from dispatcher.models import init_db
-
-    database = init_db(db_url)
-    yield database
-    database.close()
-
+from tests.net import free_port, wait_port
 
 class MiniBroker:
     """A private Mosquitto (one superuser) that a test may stop and restart on the same port.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet_node.runner import (JOB_LABEL, NODE_LABEL, DockerRunner, RunnerConfig, RunnerError,
-                               run_job)
+from fleet_node.runner import (INSTALLATION_LABEL, JOB_LABEL, NODE_LABEL, DockerRunner,
+                               RunnerConfig, RunnerError, run_job)
 from gym_raas_mqtt.config import load
 from gym_raas_mqtt.errors import ConfigError
 from gym_raas_mqtt.protocol import JobState, LogStream
@@ -217,7 +217,8 @@ def test_bad_arguments_are_refused_before_anything_runs(runner, tmp_path):
 def test_sweep_removes_only_this_nodes_leftovers(runner, docker, runner_image, uid):
     def leftover(node: str):
         return docker.containers.create(runner_image, ["sleep", "60"], network_mode="none",
-                                        labels={JOB_LABEL: "old", NODE_LABEL: node})
+                                        labels={JOB_LABEL: "old", NODE_LABEL: node,
+                                                INSTALLATION_LABEL: runner.config.installation})
 
     mine, other = leftover(uid), leftover(uid + "b")
     try:
@@ -474,7 +475,7 @@ ECHO_CLIENT = """
     addr = BrokerAddress.parse(os.environ["RAAS_MQTT_URL"], os.environ.get("RAAS_MQTT_USERNAME"),
                                os.environ.get("RAAS_MQTT_PASSWORD"))
     got = queue.Queue()
-    c = make_client(addr, "job-echo")
+    c = make_client(addr, os.environ.get("RAAS_MQTT_USERNAME") or "job-echo")  # a login's own id
     c.on_message = lambda c, u, m: got.put((m.topic, m.payload))
     connect(c)
     c.loop_start()

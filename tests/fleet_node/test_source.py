@@ -24,6 +24,7 @@ from fleet_node.source import (
 )
 from gym_raas_mqtt.protocol import JobSource, SourceKind
 from raas_platform.storage import LocalStore
+from raas_platform.submission import classify
 
 LIMITS = FetchLimits(allowed_schemes=("https", "ssh", "file"), timeout_s=30)
 
@@ -103,13 +104,20 @@ def test_checkout_size_limit(repo, tmp_path):
 
 @pytest.mark.parametrize("url", [
     "-uhttps://x/y", "--upload-pack=touch /tmp/pwned", "ext::sh -c touch% /tmp/pwned",
-    "git://example.com/x.git", "http://example.com/x.git", "git@github.com:x/y.git",
+    "git://example.com/x.git", "http://example.com/x.git", "-oProxyCommand=x@y:z", "x@-h:y",
     "https://example.com/x y.git", "https://user:secret@example.com/x.git", "https://-h/x.git",
     "https://example.com", "file://host/x", "", "https://example.com/x\n.git",
 ])
 def test_bad_urls_rejected(url):
     with pytest.raises(SourceRejected):
         check_git_url(url, ("https", "ssh", "file"))
+
+
+@pytest.mark.parametrize("url", ["https://github.com/x/y.git", "ssh://git@example.com/x.git",
+                                 "git@github.com:x/y.git"])
+def test_good_urls_accepted(url):
+    """scp-like user@host:path is ssh, accepted by the API and the node alike (one rule)."""
+    assert check_git_url(url, ("https", "ssh")) == url
 
 
 def test_file_scheme_refused_by_default(repo, tmp_path):
@@ -138,6 +146,43 @@ def test_hanging_server_hits_time_limit(tmp_path):
                       limits)
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("stderr, kind", [
+    ("fatal: unable to access 'https://h/x/': Could not resolve host: h "
+     "(Temporary failure in name resolution)", SourceUnavailable),
+    ("ssh: connect to host h port 22: Connection timed out", SourceUnavailable),
+    ("ssh: connect to host h port 22: Network is unreachable", SourceUnavailable),
+    ("fatal: unable to access 'https://h/x/': The requested URL returned error: 502",
+     SourceUnavailable),
+    ("error: RPC failed; curl 18 transfer closed\nfatal: early EOF", SourceUnavailable),
+    ("remote: Repository not found.\nfatal: repository 'https://h/x/' not found",
+     SourceRejected),
+    ("fatal: could not read Username for 'https://h': terminal prompts disabled",
+     SourceRejected),
+    ("git@h: Permission denied (publickey).", SourceRejected),
+    ("fatal: couldn't find remote ref nope", SourceRejected),
+    ("fatal: unable to access 'https://h/x/': SSL certificate problem: self-signed certificate",
+     SourceRejected),
+    ("something nobody has seen before", SourceUnavailable),
+])
+def test_git_failures_are_classified(stderr, kind):
+    """The user's faults end `failed` (not retried), the platform's `error` (retried)."""
+    assert type(classify("fetch", stderr, "https://h/x.git")) is kind
+
+
+def test_a_host_name_that_does_not_exist_is_the_users_fault():
+    try:
+        socket.getaddrinfo("raas-missing-host.example", 443)
+    except socket.gaierror as e:
+        if e.errno != socket.EAI_NONAME:
+            pytest.skip(f"this machine's resolver does not answer ({e})")
+    err = classify("fetch", "fatal: unable to access 'https://raas-missing-host.example/x/': "
+                   "Could not resolve host: raas-missing-host.example",
+                   "https://raas-missing-host.example/x.git")
+    assert isinstance(err, SourceRejected) and "does not exist" in str(err)
+    assert isinstance(classify("fetch", "Could not resolve host: localhost",
+                               "https://localhost/x.git"), SourceUnavailable)  # resolves now
 
 
 def test_refused_connection_is_platform_fault(tmp_path):

@@ -30,7 +30,8 @@ from raas_platform.storage import open_store  # noqa: E402
 
 @pytest.fixture
 def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    cfg = make_config(tmp_path)
+    # file:// allowed as on a dev stack: test_wait_shows_progress... submits file:///srv/ctrl
+    cfg = make_config(tmp_path, git_schemes=("https", "ssh", "file"))
     app = create_app({"TESTING": True, "RAAS_CONFIG": cfg})
     for var in ("RAAS_API_URL", "RAAS_API_TOKEN"):
         monkeypatch.delenv(var, raising=False)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from broker_config.provision import ensure_node
+from broker_config.provision import ensure_bridge, ensure_node
 from broker_config.runner import BrokerHandle, start_broker
 from fleet_node.agent import Agent
 from fleet_node.config import AgentConfig
@@ -186,17 +186,20 @@ class Node:
         values.update(overrides)
         return AgentConfig(**values)
 
-    def start_motor(self, **overrides: Any) -> MotorNode:
+    def start_motor(self, motor: Any = None, **overrides: Any) -> MotorNode:
+        """Start the node's motor node (sim, lockstep unless overridden) on driver ``motor``."""
         cfg = MotorConfig(node_id=self.node_id, lockstep=True, data_dir=self.data_dir,
                           **overrides)
         collect_dynsec_sockets()  # the motor node's loop starts with gc.collect()
-        self.motor = MotorNode(cfg, address=self.local.service_address("motor")).start()
+        self.motor = MotorNode(cfg, motor=motor,
+                               address=self.local.service_address("motor")).start()
         return self.motor
 
     def start_agent(self, runner: Any = None, **overrides: Any) -> Agent:
         self.agent = Agent(self.config(**overrides), runner=runner or SubprocessRunner(),
                            store=self.store, central=self.central_address,
-                           local=self.local.service_address("agent")).start()
+                           local=self.local.service_address("agent"),
+                           local_admin=self.local.admin_address).start()
         return self.agent
 
     def agent_env(self, **overrides: str) -> dict[str, str]:
@@ -210,6 +213,7 @@ class Node:
                "RAAS_AGENT_CENTRAL_PASSWORD_FILE": str(pw),
                "RAAS_LOCAL_MQTT_URL": self.local.address().url(),
                "RAAS_AGENT_LOCAL_PASSWORD_FILE": str(self.local.secrets / "agent"),
+               "RAAS_AGENT_LOCAL_ADMIN_PASSWORD_FILE": str(self.local.secrets / "admin"),
                "RAAS_LOCAL_SOCKET": str(self.local.socket_path),
                "RAAS_AGENT_WILL_DELAY_S": "2", "RAAS_AGENT_KEEPALIVE_S": "5",
                "RAAS_AGENT_SELFTEST": "0", "RAAS_CLONE_SCHEMES": "file",
@@ -237,13 +241,16 @@ def collect_dynsec_sockets() -> None:
         gc.collect()
 
 
-def make_node(broker: Any, tmp_path: Path, node_id: str) -> Node:
-    """A node with its own local broker (no bridge) and a node-<id> account on ``broker``."""
+def make_node(broker: Any, tmp_path: Path, node_id: str, *, bridged: bool = False) -> Node:
+    """A node with its own local broker (bridged to ``broker`` when asked: its job telemetry
+    reaches the central broker) and a node-<id> account on ``broker``."""
     password = ensure_node(broker.admin, node_id)
+    bridge = ensure_bridge(broker.admin, node_id) if bridged else None
     collect_dynsec_sockets()
     sock_dir = Path(tempfile.mkdtemp(prefix="raas-", dir="/tmp"))  # short: unix path limit
     local = start_broker("local", tmp_path / f"local-{node_id}", port=free_port(),
-                         node_id=node_id, central_url="", socket_path=sock_dir / "local.sock")
+                         node_id=node_id, central_url=broker.address().url() if bridged else "",
+                         bridge_password=bridge, socket_path=sock_dir / "local.sock")
     data = tmp_path / f"data-{node_id}"
     data.mkdir()
     store = LocalStore(tmp_path / "store")

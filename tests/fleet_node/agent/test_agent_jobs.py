@@ -36,11 +36,14 @@ RUN_SLEEP = "import time\nfor i in range(600):\n    print('tick', i, flush=True)
 
 
 @pytest.fixture
-def dispatcher(broker, tmp_path, uid):
+def dispatcher(broker, tmp_path, request):
+    """The real dispatcher as its own login (its client id, a fresh session per test); a test
+    module may set ``LOST_GRACE_S`` (default 3 s)."""
+    grace = getattr(request.module, "LOST_GRACE_S", 3.0)
     cfg = load(DispatcherConfig, environ={}, database_url=f"sqlite:///{tmp_path / 'raas.db'}",
                mqtt_url=broker.address().url(), mqtt_username="dispatcher",
-               mqtt_password_file=broker.secrets / "dispatcher", client_id=f"disp-{uid}",
-               lost_grace_s=3.0, tick_s=0.1)
+               mqtt_password_file=broker.secrets / "dispatcher", lost_grace_s=grace, tick_s=0.1,
+               session_expiry_s=0)
     d = Dispatcher(cfg, QueueLimits(accept_timeout_s=10.0, time_limit_grace_s=10.0,
                                     cancel_grace_s=10.0))
     d.start()

@@ -4,6 +4,7 @@ self-test failure → maintenance → clear_maintenance, drain."""
 
 from __future__ import annotations
 
+import math
 import queue
 import time
 
@@ -20,6 +21,8 @@ from gym_raas_mqtt.protocol import (
     NodeCommand,
     NodeCommandKind,
     NodeStatus,
+    Observation,
+    ResetReply,
     SelfTestReply,
     SourceKind,
     TopicKind,
@@ -124,7 +127,8 @@ def test_duplicate_accept_does_not_answer_the_final_update(node, disp, tmp_path)
 
 
 class StubMotor:
-    """A scripted motor node on the local broker: retained state, scripted self-test verdicts."""
+    """A scripted motor node on the local broker: retained state, scripted self-test verdicts;
+    it serves the env (reset and steps, hanging still) for the agent's check of a job's path."""
 
     def __init__(self, node, verdicts: list[bool]) -> None:
         self.node_id = node.node_id
@@ -133,7 +137,8 @@ class StubMotor:
         self.client = make_client(node.local.admin_address)
         self.client.on_message = self._on_message
         connect(self.client, 10)
-        self.client.subscribe(protocol.topic(TopicKind.ENV_SELFTEST, node=self.node_id), 1)
+        self.client.subscribe([(protocol.topic(kind, node=self.node_id), 1) for kind in (
+            TopicKind.ENV_SELFTEST, TopicKind.ENV_RESET, TopicKind.ENV_ACT)])
         self.client.loop_start()
         self.client.publish(protocol.topic(TopicKind.ENV_MOTOR_STATE, node=self.node_id),
                             MotorState(MotorStatus.READY, time.time(), backend="sim",
@@ -142,7 +147,17 @@ class StubMotor:
         time.sleep(0.2)
 
     def _on_message(self, client, userdata, msg) -> None:
-        _, req = protocol.decode(msg.topic, msg.payload)
+        parsed, req = protocol.decode(msg.topic, msg.payload)
+        if parsed.kind is TopicKind.ENV_RESET:
+            client.publish(protocol.topic(TopicKind.ENV_RESET_REPLY, node=self.node_id),
+                           ResetReply(req.request_id, req.episode_id, True, math.pi).to_bytes(),
+                           qos=1)
+            return
+        if parsed.kind is TopicKind.ENV_ACT:
+            client.publish(protocol.topic(TopicKind.ENV_OBS, node=self.node_id),
+                           Observation(req.episode_id, req.seq, math.pi, 0.0, 0.0,
+                                       0.05 * req.seq).to_bytes())
+            return
         self.requests.append(req.request_id)
         ok = self.verdicts.pop(0) if self.verdicts else True
         client.publish(protocol.topic(TopicKind.ENV_SELFTEST_REPLY, node=self.node_id),

@@ -31,7 +31,9 @@ def test_pigpio_motor_under_the_real_time_loop(fake_pi, start_node, local_admin,
     env = BusBackend(BusConfig(mqtt_url=local_admin.url(), node_id=uid,
                                username=local_admin.username, password=local_admin.password))
     try:
-        theta0, theta_dot0, _ = env.reset((0.0, 0.0))  # hardware: closed-loop settle, not placed
+        # hardware: a start near rest (as the env's default) is reached by the closed-loop
+        # settle, not placed (θ̇ would be 0.05); any other start is refused (tests/security)
+        theta0, theta_dot0, _ = env.reset((math.pi + 0.05, 0.05))
         assert abs(theta0 - math.pi) < 2 * math.pi / P.counts_per_rev and theta_dot0 == 0.0
         th, thd = theta0, theta_dot0
         worst = 0.0
