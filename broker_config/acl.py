@@ -67,13 +67,16 @@ def readonly_role() -> list[Acl]:
 
 
 def node_role(node: str) -> list[Acl]:
-    """A fleet node's agent on the central broker: its own state/meta/job updates and its jobs'
-    logs, all in its own subtree (the dispatcher relays the logs of the job the node holds); it
-    reads its own subtree (jobs/next, cmd, update replies) and the dispatcher's state. It cannot
-    write jobs/next, cmd, the update replies, or anything under jobs/."""
+    """A fleet node's agent on the central broker: its own state/meta, heartbeat, self-test
+    results, job updates and its jobs' logs, all in its own subtree (the dispatcher relays the logs
+    of the job the node holds); it reads its own subtree (jobs/next, cmd, update replies) and the
+    dispatcher's state. It cannot write jobs/next, cmd, the update replies, or anything under
+    jobs/."""
     return [(PUB, f) for f in (
         topic(K.NODE_STATE, node=node),
         topic(K.NODE_META, node=node),
+        topic(K.NODE_HEARTBEAT, node=node),
+        topic(K.NODE_SELFTEST, node=node),
         topic_filter(K.NODE_JOB_UPDATE, node=node),
         topic_filter(K.NODE_JOB_LOG, node=node),
     )] + [(SUB, node_filter(node)), (SUB, topic(K.DISPATCHER_STATE))]

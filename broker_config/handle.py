@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -40,9 +41,13 @@ class BrokerHandle:
     Attributes:
         role: ``"central"`` or ``"local"``.
         dir: its runtime directory.
-        host: TCP listener's address.
-        port: TCP listener's port (0: none).
+        host: plain-text TCP listener's address (loopback).
+        port: plain-text TCP listener's port (0: none).
         socket_path: unix socket (node-local broker only).
+        tls_host: central broker's TLS listener address ("" = every address).
+        tls_port: its port (0: no TLS listener).
+        tls_cert: the certificate it serves.
+        ca_file: the CA clients verify it with (None: the system's trust store).
         node_id: the node a node-local broker serves.
         process: the Popen when started by this process, else None.
         pid: mosquitto's pid once running.
@@ -55,6 +60,10 @@ class BrokerHandle:
     port: int
     socket_path: Path | None = None
     node_id: str | None = None
+    tls_host: str = ""
+    tls_port: int = 0
+    tls_cert: Path | None = None
+    ca_file: Path | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
     pid: int | None = None
     command: list[str] = field(default_factory=list, repr=False)
@@ -93,10 +102,31 @@ class BrokerHandle:
 
     # -- addresses ------------------------------------------------------------------------------
     def address(self, username: str | None = None, password: str | None = None) -> BrokerAddress:
-        """TCP address of this broker for ``username`` (unix socket if it has no TCP port)."""
+        """Plain-text TCP address of this broker for ``username``; without a plain-text port, its
+        TLS address (central) or unix socket (node-local)."""
         if not self.port:
+            if self.tls_port:
+                return self.tls_address(username, password)
             return self.unix_address(username, password)
         return BrokerAddress("tcp", self.host, self.port, username, password)
+
+    def tls_address(self, username: str | None = None, password: str | None = None,
+                    host: str | None = None) -> BrokerAddress:
+        """The TLS listener's address, verified with :attr:`ca_file`.
+
+        Args:
+            host: the name to connect to, which the certificate must carry; default the
+                listener's address, or ``localhost`` when it listens on every address.
+
+        Raises:
+            BrokerError: this broker has no TLS listener.
+        """
+        if not self.tls_port:
+            raise BrokerError(f"the {self.role} broker in {self.dir} has no TLS listener")
+        name = host or (self.tls_host if self.tls_host not in ("", "0.0.0.0", "::")
+                        else "localhost")
+        return BrokerAddress("tcp", name, self.tls_port, username, password, tls=True,
+                             ca_file=str(self.ca_file) if self.ca_file else None)
 
     def unix_address(self, username: str | None = None,
                      password: str | None = None) -> BrokerAddress:
@@ -171,7 +201,8 @@ class BrokerHandle:
         """True when every listener accepts the admin's credentials.
 
         A CONNECT with the admin password proves the listener is *this* broker (only it knows the
-        password), not some other process that happens to hold the port.
+        password), not some other process that happens to hold the port. The TLS listener is
+        recognised by the certificate it presents, before any password is sent.
         """
         password = self.secret("admin")
         try:
@@ -186,6 +217,9 @@ class BrokerHandle:
                                               timeout=PROBE_TIMEOUT_S) as s:
                     if not _mqtt_ping(s, "admin", password):
                         return False
+            if self.tls_port and self.tls_cert is not None:
+                return _serves_certificate(self.tls_address().host, self.tls_port,
+                                           self.tls_cert)
             return True
         except OSError:
             return False
@@ -247,10 +281,26 @@ def find_running(role: str, run_dir: Path) -> BrokerHandle | None:
     info = json.loads((run_dir / "broker.json").read_text())
     if info["role"] != role:
         raise BrokerError(f"a {info['role']} broker already runs in {run_dir}, not a {role} one")
+    tls = info.get("tls") or {}
     handle = BrokerHandle(role, run_dir, info["host"], info["port"],
                           socket_path=Path(info["socket_path"]) if info["socket_path"] else None,
-                          node_id=info["node_id"], pid=pid)
+                          node_id=info["node_id"], pid=pid, tls_host=tls.get("host", ""),
+                          tls_port=tls.get("port", 0),
+                          tls_cert=Path(tls["cert"]) if tls.get("cert") else None,
+                          ca_file=Path(tls["ca_file"]) if tls.get("ca_file") else None)
     handle.command = info["command"]
+    return handle
+
+
+def running_central(run_dir: Path) -> BrokerHandle:
+    """The central broker running in ``run_dir`` (its handle holds the admin's credentials).
+
+    Raises:
+        BrokerError: none runs there.
+    """
+    handle = find_running("central", run_dir)
+    if handle is None:
+        raise BrokerError(f"no central broker running in {run_dir}: start it first")
     return handle
 
 
@@ -266,6 +316,33 @@ def _alive(pid: int) -> bool:
         return state != "Z"
     except OSError:
         return False
+
+
+def _serves_certificate(host: str, port: int, cert: Path) -> bool:
+    """True when the TLS listener at ``host:port`` completes a handshake presenting ``cert``.
+    Nothing is verified but that identity: this asks whether our broker is up, not whether to
+    trust it, and no password is sent."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as s:
+        return s.getpeercert(binary_form=True) == certificate_der(cert)
+
+
+def certificate_der(path: Path) -> bytes:
+    """The first certificate of PEM file ``path`` (a server's own, in a chain file), as DER.
+
+    Raises:
+        BrokerError: the file cannot be read or holds no PEM certificate.
+    """
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    try:
+        text = path.read_text()
+        start = text.index(begin)
+        return ssl.PEM_cert_to_DER_cert(text[start:text.index(end, start) + len(end)])
+    except (OSError, ValueError) as e:
+        raise BrokerError(f"{path}: not a PEM certificate ({e})") from e
 
 
 def _mqtt_ping(sock: socket.socket, username: str, password: str) -> bool:

@@ -8,7 +8,14 @@ Layout of a runtime directory::
     <dir>/data/                   persistence (retained messages, sessions)
     <dir>/secrets/<username>      generated passwords of the service clients (0600)
     <dir>/sock/local.sock         node-local broker only: the socket job containers get (0666)
+    <dir>/tls/                    central broker only: server.crt/.key (its TLS listener) and
+                                  ca.crt/.key (a local CA), made by ``raas broker ca|cert``
     <dir>/mosquitto.pid, mosquitto.log   background mode only
+
+Listeners: the central broker's plain-text one binds to loopback only (co-located dispatcher,
+dashboard, operator); everything off the machine uses its TLS listener (8883), opened when a
+certificate is configured or found in ``<dir>/tls/``. The node-local broker has a unix socket and
+loopback TCP; its bridge speaks TLS to an ``mqtts://`` central URL.
 
 Starting is idempotent: if the pid file names a live mosquitto using this directory, the running
 broker is returned instead of a second one. The handle of a broker (files, addresses, process) is
@@ -18,6 +25,7 @@ broker is returned instead of a second one. The handle of a broker (files, addre
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import json
 import logging
 import os
@@ -27,7 +35,8 @@ from pathlib import Path
 
 from broker_config import acl, render, seed
 from broker_config.config import BrokerConfig
-from broker_config.handle import BrokerError, BrokerHandle, find_running, running_pid
+from broker_config.handle import (BrokerError, BrokerHandle, certificate_der, find_running,
+                                  running_pid)
 from gym_raas_mqtt.config import load, read_secret
 from gym_raas_mqtt.mqtt import BrokerAddress
 from gym_raas_mqtt.protocol import check_id
@@ -49,6 +58,42 @@ def _service_password(secrets_dir: Path, username: str) -> str:
     password = seed.new_password()
     seed.write_private(path, password + "\n", exclusive=True)
     return password
+
+
+def _central_handle(run_dir: Path, cfg: BrokerConfig, host: str,
+                    port: int) -> tuple[BrokerHandle, Path | None]:
+    """The central broker's handle and its TLS key (None without a TLS listener).
+
+    Raises:
+        BrokerError: a plain-text listener off loopback, no listener at all, or a TLS
+            certificate file that holds no certificate.
+        ConfigError: a configured TLS file is missing.
+    """
+    if port and not is_loopback(host):
+        raise BrokerError(f"the plain-text listener may bind only to loopback, not {host!r}: "
+                          "clients on other machines use the TLS listener (raas broker cert; "
+                          "RAAS_BROKER_TLS_*)")
+    handle = BrokerHandle("central", run_dir, host, port)
+    files = cfg.tls_files(run_dir)
+    if files is None:
+        if not port:
+            raise BrokerError("the central broker has no listener: set RAAS_BROKER_PORT or give "
+                              "it a TLS certificate (raas broker cert)")
+        return handle, None
+    handle.tls_cert, key, handle.ca_file = files
+    certificate_der(handle.tls_cert)  # refuse a wrong file now, not as a startup timeout
+    handle.tls_host, handle.tls_port = cfg.tls_host, cfg.tls_port
+    return handle, key
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is this machine's loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def prepare(role: str, dir: Path | str | None = None, *, cfg: BrokerConfig | None = None,
@@ -75,12 +120,15 @@ def prepare(role: str, dir: Path | str | None = None, *, cfg: BrokerConfig | Non
     common = dict(plugin=cfg.dynsec_plugin, max_inflight=cfg.max_inflight,
                   max_queued=cfg.max_queued, user=user)
     if role == "central":
-        handle = BrokerHandle("central", run_dir, host or cfg.host,
-                              cfg.port if port is None else port)
+        handle, tls_key = _central_handle(run_dir, cfg, host or cfg.host,
+                                          cfg.port if port is None else port)
         roles = acl.central_service_roles()
         names = acl.CENTRAL_SERVICE_CLIENTS
         node = None
-        text = render.render_central(run_dir, host=handle.host, port=handle.port, **common)
+        tls = None if handle.tls_cert is None else render.TlsListener(
+            handle.tls_host, handle.tls_port, handle.tls_cert, tls_key)
+        text = render.render_central(run_dir, host=handle.host, port=handle.port, tls=tls,
+                                     **common)
     else:
         node = check_id(node_id or cfg.node_id, "node id")
         sock = Path(socket_path or cfg.local_socket or run_dir / "sock" / SOCKET_NAME).resolve()
@@ -104,10 +152,12 @@ def prepare(role: str, dir: Path | str | None = None, *, cfg: BrokerConfig | Non
             if not password:
                 raise BrokerError(f"bridge to {url} needs the password of bridge-{node}: set "
                                   f"RAAS_BRIDGE_PASSWORD or run `raas broker add-node` centrally")
-            central = BrokerAddress.parse(url)
+            central = BrokerAddress.parse(url, ca_file=cfg.central_ca_file)
             if central.transport != "tcp":
-                raise BrokerError("the bridge needs a mqtt://host:port central URL")
-            bridge = render.Bridge(node, central.host, central.port, password)
+                raise BrokerError("the bridge needs a mqtts://host:port (or, on one machine, "
+                                  "mqtt://127.0.0.1:port) central URL")
+            bridge = render.Bridge(node, central.host, central.port, password, central.tls,
+                                   Path(central.ca_file) if central.ca_file else None)
         text = render.render_local(run_dir, socket_path=sock, port=handle.port, bridge=bridge,
                                    **common)
     passwords = {name: _service_password(run_dir / "secrets", name) for name in names}
@@ -125,6 +175,9 @@ def prepare(role: str, dir: Path | str | None = None, *, cfg: BrokerConfig | Non
     (run_dir / "broker.json").write_text(json.dumps({
         "role": role, "host": handle.host, "port": handle.port, "node_id": handle.node_id,
         "socket_path": str(handle.socket_path) if handle.socket_path else None,
+        "tls": {"host": handle.tls_host, "port": handle.tls_port,
+                "cert": str(handle.tls_cert) if handle.tls_cert else None,
+                "ca_file": str(handle.ca_file) if handle.ca_file else None},
         "command": handle.command}, indent=1) + "\n")
     return handle
 

@@ -8,13 +8,14 @@ status; bad input never yields a 500.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from broker_config.provision import ensure_user, user_username
-from dashboard import accounts, jobs, openapi
+from dashboard import accounts, fleet, jobs, openapi
 from dashboard.errors import json_error
 from dashboard.submission import SubmissionError, archive_source, check_time_limit, git_source
 from dashboard.submission import submit as submit_job
@@ -23,6 +24,7 @@ from dispatcher.models import ApiToken, Job
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.mqtt import BrokerAddress
+from gym_raas_mqtt.mqtt.address import DEFAULT_PORTS
 from gym_raas_mqtt.protocol import JobState
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -121,12 +123,17 @@ def revoke_token(token_id: str) -> Any:
 
 
 def broker_info() -> dict[str, Any]:
-    """How a user reaches their own job topics on the central broker (no password)."""
+    """How a user reaches their own job topics on the central broker (no password); over TLS,
+    with the CA certificate to verify it (PEM, None when the broker's is publicly trusted)."""
     cfg = current_app.extensions["raas_config"]
     url = cfg.public_broker_url or cfg.broker_url
     parts = urlsplit(url) if url else None
+    tls = bool(parts and parts.scheme == "mqtts")
     return {"url": url, "host": parts.hostname if parts else None,
-            "port": (parts.port or 1883) if parts else None,
+            "port": (parts.port or DEFAULT_PORTS.get(parts.scheme, 1883)) if parts else None,
+            "tls": tls,
+            "ca_certificate": Path(cfg.broker_ca_file).read_text()
+            if tls and cfg.broker_ca_file else None,
             "username": user_username(g.user.name),
             "topic_filter": protocol.job_filter(g.user.name),
             "credentials_available": bool(cfg.broker_admin_url)}
@@ -151,7 +158,8 @@ def issue_broker_password() -> dict[str, Any]:
         raise ApiError(503, "unavailable", "this dashboard cannot issue broker credentials; ask "
                        "the operator (RAAS_DASHBOARD_BROKER_ADMIN_URL is not set)")
     admin = BrokerAddress.parse(cfg.broker_admin_url,
-                                password_file=cfg.broker_admin_password_file)
+                                password_file=cfg.broker_admin_password_file,
+                                ca_file=cfg.broker_ca_file)
     try:
         password = ensure_user(admin, g.user.name)
     except (RaasError, OSError) as e:
@@ -268,4 +276,16 @@ def get_result(job_id: str, name: str) -> Any:
 @bp.get("/nodes")
 def list_nodes() -> Any:
     """Every node with its live state, and whether the live data is current."""
-    return jsonify({"nodes": jobs.node_views(), "live": jobs.hub().connected})
+    return jsonify({"nodes": fleet.node_views(), "live": jobs.hub().connected})
+
+
+@bp.post("/nodes/<node_id>/drain")
+def drain_node(node_id: str) -> Any:
+    """Drain a node (admins): it finishes its job and gets no new one."""
+    return jsonify(fleet.set_draining(node_id, True))
+
+
+@bp.post("/nodes/<node_id>/resume")
+def resume_node(node_id: str) -> Any:
+    """Undo a drain (admins): the node gets jobs again."""
+    return jsonify(fleet.set_draining(node_id, False))

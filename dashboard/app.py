@@ -84,7 +84,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         hub = Hub(cfg.sse_max_streams, cfg.sse_max_streams_per_user, cfg.sse_queue_size)
         if cfg.broker_url:
             address = BrokerAddress.parse(cfg.broker_url, username=cfg.broker_username,
-                                          password_file=cfg.broker_password_file)
+                                          password_file=cfg.broker_password_file,
+                                          ca_file=cfg.broker_ca_file)
             subscriber = Subscriber(hub, address)
             subscriber.start()
             app.extensions["raas_subscriber"] = subscriber

@@ -30,7 +30,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     host = args.host or cfg.host
     port = args.port if args.port is not None else cfg.port
     app = create_app()
-    server = make_server(app, host, port, cfg.threads)
+    server = make_server(app, host, port, cfg.threads, cfg.trusted_proxy)
     print(f"raas dashboard on http://{host}:{server.effective_port} (waitress, {cfg.threads} "
           f"threads; live updates from {cfg.broker_url or 'nowhere: no broker configured'})",
           file=sys.stderr, flush=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from limits import parse_many
 
 from gym_raas_mqtt.config import read_secret, setting
 from gym_raas_mqtt.errors import ConfigError
-from raas_platform.settings import (CENTRAL_MQTT_URL, CODE_MAX_BYTES, CODE_MAX_FILES,
-                                     DATABASE_URL, GIT_SCHEMES, STORE_URL)
+from raas_platform.settings import (CENTRAL_CA_FILE, CENTRAL_MQTT_URL, CODE_MAX_BYTES,
+                                     CODE_MAX_FILES, DATABASE_URL, GIT_SCHEMES, STORE_URL)
 from raas_platform.submission import check_schemes
 
 WEAK_SECRETS = frozenset({"dev", "development", "secret", "changeme", "change-me", "test",
@@ -34,6 +35,8 @@ class DashboardConfig:
     database_url: str = DATABASE_URL.field()
     store_url: str = STORE_URL.field()
     broker_url: str | None = CENTRAL_MQTT_URL.field()  # empty: no live updates
+    # verifies mqtts:// broker URLs; shown on the account page for the users' mosquitto_sub
+    broker_ca_file: str | None = CENTRAL_CA_FILE.field()
     broker_username: str | None = setting("RAAS_DASHBOARD_MQTT_USERNAME", "dashboard",
                                           "the dashboard's central-broker user (read-only ACL)")
     broker_password_file: str | None = setting("RAAS_DASHBOARD_MQTT_PASSWORD_FILE", None,
@@ -47,6 +50,11 @@ class DashboardConfig:
     public_broker_url: str | None = setting(
         "RAAS_PUBLIC_BROKER_URL", None,
         "broker address shown to users for mosquitto_sub (default: the dashboard's broker)")
+    trusted_proxy: str | None = setting(
+        "RAAS_DASHBOARD_TRUSTED_PROXY", None,
+        "address of the HTTPS reverse proxy in front of the dashboard (e.g. 127.0.0.1): only its "
+        "X-Forwarded-For and X-Forwarded-Proto are believed (client address for the login "
+        "limits, https scheme)")
     secure_cookies: bool = setting("RAAS_SECURE_COOKIES", True,
                                    "mark session cookies Secure (HTTPS only); off for plain HTTP")
     session_lifetime_s: int = setting("RAAS_SESSION_LIFETIME_S", 12 * 3600,
@@ -102,7 +110,8 @@ class DashboardConfig:
 
         Raises:
             ConfigError: more streams allowed than threads to serve them, non-positive sizes or
-            lifetimes, a login limit that is not a rate, or an unsupported git URL scheme.
+            lifetimes, a login limit that is not a rate, an unsupported git URL scheme, or a
+            missing CA file.
             (Time-limit bounds are the queue's and checked by DispatcherConfig.)
         """
         if self.sse_max_streams > self.threads - 4:
@@ -111,6 +120,8 @@ class DashboardConfig:
         if self.max_upload_bytes <= 0 or self.sse_queue_size <= 0:
             raise ConfigError("RAAS_MAX_UPLOAD_BYTES and RAAS_SSE_QUEUE_SIZE must be positive")
         check_schemes(self.git_schemes)
+        if self.broker_ca_file and not Path(self.broker_ca_file).is_file():
+            raise ConfigError(f"RAAS_CENTRAL_CA_FILE={self.broker_ca_file}: no such file")
         if min(self.max_json_bytes, self.max_json_depth, self.token_lifetime_s) <= 0:
             raise ConfigError("RAAS_MAX_JSON_BYTES, RAAS_MAX_JSON_DEPTH and RAAS_TOKEN_LIFETIME_S "
                               "must be positive")

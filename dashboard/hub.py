@@ -31,9 +31,10 @@ from gym_raas_mqtt.protocol import TopicKind
 log = logging.getLogger(__name__)
 
 SUBSCRIBED_KINDS = (TopicKind.JOB_STATE, TopicKind.JOB_TELEMETRY, TopicKind.JOB_LOG,
-                    TopicKind.NODE_STATE, TopicKind.NODE_META)
+                    TopicKind.NODE_STATE, TopicKind.NODE_META, TopicKind.NODE_HEARTBEAT)
 EVENT_NAMES = {TopicKind.JOB_STATE: "state", TopicKind.JOB_TELEMETRY: "telemetry",
-               TopicKind.JOB_LOG: "log", TopicKind.NODE_STATE: "node", TopicKind.NODE_META: "meta"}
+               TopicKind.JOB_LOG: "log", TopicKind.NODE_STATE: "node", TopicKind.NODE_META: "meta",
+               TopicKind.NODE_HEARTBEAT: "heartbeat"}
 JOB_CACHE_JOBS = 256  # jobs whose recent events are kept (least recently updated evicted)
 JOB_CACHE_TELEMETRY = 100  # telemetry batches kept per job (~ 25 s at 20 Hz in 5-step batches)
 JOB_CACHE_LOG = 200  # log chunks kept per job
@@ -51,8 +52,9 @@ class Event:
     """One live update.
 
     Attributes:
-        name: SSE event name: ``state``, ``telemetry``, ``log`` (job events), ``node``, ``meta``
-            (fleet events) or ``bus`` (the dashboard's own broker connection came or went).
+        name: SSE event name: ``state``, ``telemetry``, ``log`` (job events), ``node``, ``meta``,
+            ``heartbeat`` (fleet events) or ``bus`` (the dashboard's own broker connection came
+            or went).
         data: the message as JSON-ready data (protocol field names), plus ``node_id`` for fleet
             events.
         owner: owning user of a job event, None for fleet/bus events.
@@ -267,7 +269,7 @@ class Hub:
         name = EVENT_NAMES[parsed.kind]
         with self._lock:
             self.received += 1
-            if parsed.node is not None:  # fleet: node state/meta (retained)
+            if parsed.node is not None:  # fleet: node state/meta (retained), the last heartbeat
                 if msg is None:
                     self._nodes.get(parsed.node, {}).pop(name, None)
                     return None
@@ -315,7 +317,8 @@ class Hub:
                     "episode_reward": round(c.episode_reward, 4), "theta": c.theta}
 
     def node_snapshot(self) -> dict[str, dict[str, Any]]:
-        """Live node data from retained messages: ``{node_id: {"state": {...}, "meta": {...}}}``."""
+        """Live node data: ``{node_id: {"state": {...}, "meta": {...}, "heartbeat": {...}}}``
+        (the retained state and meta, the last heartbeat)."""
         with self._lock:
             return {n: {"state" if k == "node" else k: ev.data for k, ev in evs.items()}
                     for n, evs in self._nodes.items()}

@@ -1,4 +1,4 @@
-"""Read-side helpers shared by pages and the API: access checks, job/node views, result files."""
+"""Read-side helpers shared by pages and the API: access checks, job views, result files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from flask import abort, current_app, g
 
 from dashboard.hub import Hub
 from dispatcher import queue
-from dispatcher.models import Job, Node, Owner, SelfTest
+from dispatcher.models import Job, Owner
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import ProtocolError
 from gym_raas_mqtt.protocol import JobState
@@ -130,35 +130,3 @@ def result_bytes(job: Job, name: str) -> tuple[bytes, str]:
         abort(404, description=f"job {job.id} has no result file {name!r} (yet)")
     return data, CONTENT_TYPES.get(name, "application/octet-stream")
 
-
-def node_views() -> list[dict[str, Any]]:
-    """Every node: the dispatcher's row, overlaid with the live retained state/meta the
-    dashboard's subscriber has seen, and the last self-tests."""
-    live = hub().node_snapshot()
-    rows = {n.id: n for n in Node.select().order_by(Node.id)}
-    out = []
-    for node_id in sorted(set(rows) | set(live)):
-        n = rows.get(node_id)
-        lv = live.get(node_id, {})
-        st, meta = lv.get("state") or {}, lv.get("meta") or {}
-        tests = []
-        if n is not None:
-            tests = [{"at": t.at, "ok": t.ok, "details": t.details} for t in
-                     SelfTest.select().where(SelfTest.node == node_id)
-                     .order_by(SelfTest.at.desc()).limit(10)]
-        out.append({
-            "id": node_id,
-            "state": st.get("state") or (n.state if n else None),
-            "current_job": st.get("job_id") if st else (n.current_job if n else None),
-            "reason": st.get("reason"),
-            "last_seen": max(filter(None, [st.get("ts"), n.last_seen if n else None]),
-                             default=None),
-            "run_hours": round((n.run_seconds if n else 0.0) / 3600.0, 3),
-            "backend": meta.get("backend") or (n.backend if n else None),
-            "software_version": meta.get("software_version") or (n.software_version if n else None),
-            "calibration_id": meta.get("calibration_id") or (n.calibration_id if n else None),
-            "image_digest": meta.get("image_digest") or (n.image_digest if n else None),
-            "draining": bool(n.draining) if n else False,
-            "selftests": tests,
-        })
-    return out

@@ -39,7 +39,7 @@ def document() -> dict[str, Any]:
     """The OpenAPI 3.0.3 document as a dict."""
     responses = {f"E{c}": _json(_ref("Error"), d)
                  for c, d in {400: "invalid input", 401: "not logged in",
-                              403: "the job belongs to another user", 404: "not found",
+                              403: "another user's job; an operator's action", 404: "not found",
                               409: "conflict with the job's state", 413: "upload too large",
                               415: "unsupported media type", 503: "unavailable"}.items()}
     responses["E429"] = _json(_ref("Error"), "too many login attempts for this user name or from "
@@ -102,22 +102,36 @@ def document() -> dict[str, Any]:
         "ResultList": {"type": "object", "required": ["job_id", "files"], "properties": {
             "job_id": _ID, "state": {"type": "string", "enum": _STATES},
             "files": {"type": "array", "items": _ref("ResultFile")}}},
+        "SelfTest": {"type": "object", "required": ["at", "ok"], "properties": {
+            "at": {"type": "number", "description": "when it ended [s since the epoch]"},
+            "ok": {"type": "boolean"},
+            "duration_s": {"type": "number", "nullable": True, "description": "how long [s]"},
+            "max_error_rad": {"type": "number", "nullable": True,
+                              "description": "residual: largest |θ − θ_model| [rad]"},
+            "rms_error_rad": {"type": "number", "nullable": True,
+                              "description": "residual: RMS of θ − θ_model [rad]"},
+            "reason": {"type": "string", "nullable": True, "description": "why it failed"},
+            "details": {"type": "object", "nullable": True, "additionalProperties": True}}},
         "Node": {"type": "object", "required": ["id"], "properties": {
             "id": {"type": "string"},
             "state": {"type": "string", "nullable": True,
                       "enum": [s.value for s in NodeStatus] + [None]},
             "current_job": {"type": "string", "nullable": True},
             "reason": {"type": "string", "nullable": True},
-            "last_seen": {"type": "number", "nullable": True},
-            "run_hours": {"type": "number"},
+            "last_seen": {"type": "number", "nullable": True,
+                          "description": "last state or heartbeat [s since the epoch]"},
+            "run_hours": {"type": "number", "description": "job run time on this node [h]"},
             "backend": {"type": "string", "nullable": True},
             "software_version": {"type": "string", "nullable": True},
             "calibration_id": {"type": "string", "nullable": True},
             "image_digest": {"type": "string", "nullable": True},
-            "draining": {"type": "boolean"},
-            "selftests": {"type": "array", "items": {"type": "object", "properties": {
-                "at": {"type": "number"}, "ok": {"type": "boolean"},
-                "details": {"type": "object", "nullable": True, "additionalProperties": True}}}}}},
+            "draining": {"type": "boolean", "description": "finishes its job, gets no new one"},
+            "maintenance": {"type": "string", "nullable": True, "description":
+                            "why the dispatcher assigns it nothing until clear_maintenance"},
+            "error_streak": {"type": "integer",
+                             "description": "consecutive executions ended with a platform error"},
+            "selftests": {"type": "array", "items": _ref("SelfTest"),
+                          "description": "the latest self-tests, newest first"}}},
         "NodeList": {"type": "object", "required": ["nodes"], "properties": {
             "nodes": {"type": "array", "items": _ref("Node")},
             "live": {"type": "boolean",
@@ -126,6 +140,9 @@ def document() -> dict[str, Any]:
             "url": {"type": "string", "nullable": True},
             "host": {"type": "string", "nullable": True},
             "port": {"type": "integer", "nullable": True}, "username": {"type": "string"},
+            "tls": {"type": "boolean", "description": "mqtts: verify the broker's certificate"},
+            "ca_certificate": {"type": "string", "nullable": True,
+                               "description": "PEM of the CA that signed it (for --cafile)"},
             "topic_filter": {"type": "string"}, "credentials_available": {"type": "boolean"},
             "password": {"type": "string", "description": "only in the credentials response"}}},
         "Me": {"type": "object", "required": ["name"], "properties": {
@@ -152,6 +169,8 @@ def document() -> dict[str, Any]:
             "tokens": {"type": "array", "items": _ref("TokenInfo")}}},
     }
     jid = _job_id_param()
+    node_id = {"name": "node_id", "in": "path", "required": True, "schema": _ID,
+               "description": "node id"}
     paths: dict[str, Any] = {
         "/tokens": {
             "post": {"operationId": "createToken", "security": [], "tags": ["account"],
@@ -228,8 +247,16 @@ def document() -> dict[str, Any]:
                 **_errors(401, 403, 404)}}},
         "/nodes": {"get": {
             "operationId": "listNodes", "tags": ["fleet"],
-            "summary": "Every node: live state from retained messages, run hours, self-tests",
+            "summary": "Every node: live state, last seen, run hours, drain, maintenance and "
+                       "self-tests (newest first)",
             "responses": {"200": _json(_ref("NodeList"), "the fleet"), **_errors(401)}}},
+        **{f"/nodes/{{node_id}}/{action}": {"post": {
+            "operationId": f"{action}Node", "tags": ["fleet"], "parameters": [node_id],
+            "summary": summary,
+            "responses": {"200": _json(_ref("Node"), "the node"), **_errors(401, 403, 404)}}}
+           for action, summary in (
+               ("drain", "Drain a node (admins): it finishes its job and gets no new one"),
+               ("resume", "Resume a drained node (admins): it gets jobs again"))},
         "/openapi.json": {"get": {
             "operationId": "getOpenApi", "security": [], "tags": ["meta"],
             "summary": "This document",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+                   url_for)
 
-from dashboard import jobs
+from dashboard import fleet, jobs
 from dashboard.auth import login_required
 from dashboard.submission import SubmissionError, archive_source, check_time_limit, git_source
 from dashboard.submission import submit as submit_job
@@ -111,4 +112,16 @@ def cancel(job_id: str) -> Any:
 @login_required
 def fleet_page() -> Any:
     """The fleet: every node's state, last self-tests and run hours."""
-    return render_template("fleet.html", nodes=jobs.node_views(), live=jobs.hub().connected)
+    return render_template("fleet.html", nodes=fleet.node_views(), live=jobs.hub().connected)
+
+
+@bp.post("/fleet/<node_id>/<action>")
+@login_required
+def fleet_action(node_id: str, action: str) -> Any:
+    """An operator's drain or resume button on the fleet page (admins)."""
+    if action not in ("drain", "resume"):
+        abort(404, description=f"no action {action[:40]!r}")
+    fleet.set_draining(node_id, action == "drain")
+    flash(f"Node {node_id} drains: it finishes its job and takes no new one." if action == "drain"
+          else f"Node {node_id} takes jobs again.")
+    return redirect(url_for("ui.fleet_page"))

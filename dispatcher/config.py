@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gym_raas_mqtt.config import setting
 from gym_raas_mqtt.errors import ConfigError
-from raas_platform.settings import CENTRAL_MQTT_URL, DATABASE_URL
+from raas_platform.settings import CENTRAL_CA_FILE, CENTRAL_MQTT_URL, DATABASE_URL
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class DispatcherConfig:
 
     database_url: str = DATABASE_URL.field()
     mqtt_url: str = CENTRAL_MQTT_URL.field()
+    mqtt_ca_file: Path | None = CENTRAL_CA_FILE.field()  # verifies an mqtts:// mqtt_url
     mqtt_username: str | None = setting("RAAS_DISPATCHER_MQTT_USERNAME", "dispatcher",
                                         "MQTT user name of the dispatcher")
     mqtt_password_file: Path | None = setting(
@@ -35,7 +36,12 @@ class DispatcherConfig:
         "RAAS_LOST_NODE_GRACE_S", 30.0,
         "a node reported lost for this long has its execution ended `error` and requeued", unit="s")
     command_expiry_s: int = setting("RAAS_COMMAND_EXPIRY_S", 60,
-                                    "message expiry of node commands (cancel_job)", unit="s")
+                                    "message expiry of node commands (cancel_job, drain, ...)",
+                                    unit="s")
+    maintenance_after_errors: int = setting(
+        "RAAS_MAINTENANCE_AFTER_ERRORS", 3,
+        "a node whose last this many executions all ended `error` (platform faults) goes to "
+        "maintenance until an operator sends clear_maintenance", unit="executions")
     tick_s: float = setting("RAAS_DISPATCHER_TICK_S", 0.5,
                             "period of the timeout check (accept, time limit, lost node)", unit="s")
     republish_window_s: float = setting(
@@ -43,6 +49,6 @@ class DispatcherConfig:
         "on (re)connect, job states finished this recently are republished (retained)", unit="s")
 
     def __post_init__(self) -> None:
-        for name in ("lost_grace_s", "tick_s"):
+        for name in ("lost_grace_s", "tick_s", "maintenance_after_errors"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Collection
 
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.protocol import JobState, NodeStatus
@@ -51,11 +52,18 @@ class StateVerdict:
         stale: a late will (older session): nothing changed.
         dropped_job: the node no longer runs the execution it holds (end it ``error``).
         foreign_job: a job the node runs but does not hold here (tell it to cancel).
+        born: the node is up on a session newer than any seen (it may have restarted and
+            forgotten what it was told).
     """
 
     stale: bool = False
     dropped_job: str | None = None
     foreign_job: str | None = None
+    born: bool = False
+
+
+ALIVE = frozenset({NodeStatus.IDLE, NodeStatus.BUSY, NodeStatus.RESETTING})
+"""States of a node that runs jobs now or will soon."""
 
 
 @dataclass
@@ -85,6 +93,8 @@ class FleetView:
             log.info("ignored %s of node %s: session %d is older than %d (late will)",
                      msg.state.value, node_id, msg.session, view.session)
             return StateVerdict(stale=True)
+        born = msg.session > view.session and msg.state not in (NodeStatus.LOST,
+                                                                NodeStatus.OFFLINE)
         view.session, view.job_id, view.seen_at, view.state = (msg.session, msg.job_id, now,
                                                               msg.state)
         if msg.state == NodeStatus.LOST:
@@ -96,13 +106,21 @@ class FleetView:
         held = self.holding.get(node_id)
         busy_with = msg.job_id if msg.state == NodeStatus.BUSY else None
         if held is None:
-            return StateVerdict(foreign_job=busy_with)
+            return StateVerdict(foreign_job=busy_with, born=born)
         if msg.state in (NodeStatus.IDLE, NodeStatus.OFFLINE, NodeStatus.MAINTENANCE) \
                 and held.state == JobState.RUNNING:
-            return StateVerdict(dropped_job=held.job_id)
+            return StateVerdict(dropped_job=held.job_id, born=born)
         if busy_with and busy_with != held.job_id:
-            return StateVerdict(foreign_job=busy_with)
-        return StateVerdict()
+            return StateVerdict(foreign_job=busy_with, born=born)
+        return StateVerdict(born=born)
+
+    def on_heartbeat(self, node_id: str, msg: protocol.NodeHeartbeat, now: float) -> bool:
+        """A node's heartbeat; returns whether it counts (sent on the session we know)."""
+        view = self.nodes.get(node_id)
+        if view is None or msg.session != view.session:
+            return False
+        view.seen_at = now
+        return True
 
     def suspect_all_holders(self, now: float) -> None:
         """After (re)connecting, a node holding an execution is unconfirmed until its retained
@@ -118,11 +136,17 @@ class FleetView:
                 if v.suspect_since is not None and n in self.holding
                 and now - v.suspect_since >= grace_s]
 
-    def idle(self, draining: set[str]) -> list[str]:
-        """Nodes that may take a job now: idle, not suspect, holding nothing, not draining."""
+    def idle(self, excluded: Collection[str]) -> list[str]:
+        """Nodes that may take a job now: idle, not suspect, holding nothing, not ``excluded``
+        (draining or in the dispatcher's maintenance)."""
         return [n for n, v in self.nodes.items()
                 if v.state == NodeStatus.IDLE and v.suspect_since is None
-                and n not in self.holding and n not in draining]
+                and n not in self.holding and n not in excluded]
+
+    def usable(self, excluded: Collection[str]) -> list[str]:
+        """Nodes that run jobs now or will soon: :data:`ALIVE`, not suspect, not ``excluded``."""
+        return [n for n, v in self.nodes.items()
+                if v.state in ALIVE and v.suspect_since is None and n not in excluded]
 
     def release(self, job_id: str, state: JobState, execution: int, now: float) -> list[str]:
         """The job's state changed (at ``now``): update or drop the holdings of it; returns the

@@ -168,18 +168,30 @@ class Node(BaseModel):
     current_job = CharField(max_length=64, null=True)
     last_seen = DoubleField(null=True)
     suspect_since = DoubleField(null=True)  # set when a current-session `lost` arrives
+    reason = TextField(null=True)  # why the node is in its state (maintenance), as it said
     draining = BooleanField(default=False)
     run_seconds = DoubleField(default=0.0)  # total job run time on this node
+    # Nullable so that add_new_columns() can add them to an older database (NULL reads as 0).
+    error_streak = IntegerField(null=True, default=0)  # consecutive executions ended `error`
+    maintenance_reason = TextField(null=True)  # set: the dispatcher assigns nothing to it
+    maintenance_since = DoubleField(null=True)
 
 
 class SelfTest(BaseModel):
-    """A node's self-test result between jobs."""
+    """A node's self-test result between jobs (sent by its agent, recorded by the dispatcher)."""
 
     id = AutoField()
     node = ForeignKeyField(Node, backref="selftests", on_delete="CASCADE")
-    at = DoubleField(default=now)
+    at = DoubleField(default=now)  # when it ended [s since the epoch]
     ok = BooleanField()
     details = JSONField(null=True)
+    duration_s = DoubleField(null=True)  # how long the check took [s]
+    max_error_rad = DoubleField(null=True)  # residual: largest |θ − θ_model| [rad]
+    rms_error_rad = DoubleField(null=True)  # residual: RMS of θ − θ_model [rad]
+    reason = TextField(null=True)  # why it failed
+
+    class Meta:
+        indexes = ((("node", "at"), False),)  # a node's history, newest first
 
 
 class RateLimitCounter(BaseModel):

@@ -3,15 +3,18 @@ and node commands — each with its topic's QoS and retain flag from the protoco
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Callable, Mapping
 
 from dispatcher.models import Execution, Job
 from dispatcher.queue import UpdateOutcome, assignment, job_status
 from gym_raas_mqtt import mqtt, protocol
-from gym_raas_mqtt.protocol import TopicKind
+from gym_raas_mqtt.protocol import NodeCommandKind, TopicKind
 
 STATUS_MEMORY = 100_000
 """Job states remembered to skip republishing an unchanged one (then the memory starts over)."""
+SENT_MEMORY = 1024
+"""Node commands remembered to recognise their copies on the dispatcher's subscription."""
 
 
 class Publisher:
@@ -30,6 +33,8 @@ class Publisher:
         self.command_expiry_s = command_expiry_s
         self.assigned: dict[str, tuple[str, int] | None] = {}  # node id → retained jobs/next
         self._status_sent: dict[str, tuple] = {}
+        self._sent: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=SENT_MEMORY)
+        self._sent_set: set[tuple[str, bytes]] = set()
 
     def birth(self, ts: float) -> None:
         """The retained ``online`` state (nodes re-announce when they see a newer one)."""
@@ -79,7 +84,23 @@ class Publisher:
 
     def cancel(self, node_id: str, job_id: str, reason: str) -> None:
         """Tell a node to stop a job (``cancel_job``, with a message expiry)."""
-        cmd = protocol.NodeCommand(command=protocol.NodeCommandKind.CANCEL_JOB, ts=self.clock(),
-                                   job_id=job_id, reason=reason[:500])
-        self.link.send(protocol.topic(TopicKind.NODE_CMD, node=node_id), cmd,
-                       properties=mqtt.message_expiry(self.command_expiry_s))
+        self.command(node_id, NodeCommandKind.CANCEL_JOB, reason, job_id=job_id)
+
+    def command(self, node_id: str, kind: NodeCommandKind, reason: str | None = None,
+                job_id: str | None = None) -> None:
+        """Send a node a command (with a message expiry); remembered, so that its copy coming
+        back on the dispatcher's own subscription is recognised (:meth:`sent_by_me`)."""
+        cmd = protocol.NodeCommand(command=kind, ts=self.clock(), job_id=job_id,
+                                   reason=reason and reason[:500])
+        name, payload = protocol.topic(TopicKind.NODE_CMD, node=node_id), cmd.to_bytes()
+        if len(self._sent) == self._sent.maxlen:
+            self._sent_set.discard(self._sent[0])
+        self._sent.append((name, payload))
+        self._sent_set.add((name, payload))
+        spec = protocol.TOPICS[TopicKind.NODE_CMD]
+        self.link.publish(name, payload, spec.qos, spec.retain,
+                          mqtt.message_expiry(self.command_expiry_s))
+
+    def sent_by_me(self, topic: str, payload: bytes) -> bool:
+        """Whether a message on a node's cmd topic is one of the last commands sent here."""
+        return (topic, payload) in self._sent_set

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dispatcher import nodes, queue
+from dispatcher import health, nodes, queue
 from dispatcher.config import DispatcherConfig
 from dispatcher.fleet import FleetView, Holding
 from dispatcher.inbox import CONNECTED, RECONCILE, STOP, TICK, Barrier, Inbox, Message
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 _ASSIGN_CHUNK = 16  # assignments per transaction in a burst of idle nodes
 _FOLLOW_EVERY_S = 0.02  # how often other writers' events are looked for (besides every tick)
 _SUBSCRIPTIONS = (TopicKind.NODE_STATE, TopicKind.NODE_META, TopicKind.NODE_JOB_UPDATE,
-                  TopicKind.NODE_JOB_TELEMETRY, TopicKind.NODE_JOB_LOG)
+                  TopicKind.NODE_JOB_TELEMETRY, TopicKind.NODE_JOB_LOG, *health.KINDS)
 
 
 class Dispatcher:
@@ -53,7 +53,6 @@ class Dispatcher:
         self.fleet = FleetView()
         self.registry = nodes.NodeRegistry()
         self.cancel_sent: set[tuple[str, int]] = set()
-        self.draining: set[str] = set()
         self.connected = threading.Event()
         self.ready = threading.Event()  # first connect handled (reconciled, birth published)
         self.stats = {"assigned": 0, "updates": 0, "dropped": 0, "stale_states": 0}
@@ -67,6 +66,7 @@ class Dispatcher:
         self._link: mqtt.Link | None = None
         self.publisher: Publisher | None = None
         self.relay: Relay | None = None
+        self.health: health.FleetHealth | None = None
 
     @property
     def nodes(self) -> dict[str, Any]:
@@ -87,7 +87,8 @@ class Dispatcher:
         init_db(url)
         address = mqtt.BrokerAddress.parse(self.config.mqtt_url,
                                            username=self.config.mqtt_username,
-                                           password_file=self.config.mqtt_password_file)
+                                           password_file=self.config.mqtt_password_file,
+                                           ca_file=self.config.mqtt_ca_file)
         self._link = mqtt.Link(
             address, self.config.client_id or address.username or "dispatcher", name="dispatcher",
             subscriptions=[(protocol.topic_filter(k), 1) for k in _SUBSCRIPTIONS],
@@ -96,6 +97,8 @@ class Dispatcher:
             session_expiry_s=self.config.session_expiry_s, reconnect_delay_s=(0.1, 2.0))
         self.publisher = Publisher(self._link, self.clock, self.config.command_expiry_s)
         self.relay = Relay(self._link, self.fleet, self.clock)
+        self.health = health.FleetHealth(self.publisher, self.fleet, self.registry, self.clock,
+                                         self.config.maintenance_after_errors)
         worker = threading.Thread(target=self._work, name="dispatcher-worker", daemon=True)
         ticker = threading.Thread(target=self._tick_loop, name="dispatcher-tick", daemon=True)
         self._threads = [worker, ticker]
@@ -212,6 +215,8 @@ class Dispatcher:
             self.on_node_state(parsed.node, msg)
         elif parsed.kind == TopicKind.NODE_META:
             self.on_node_meta(parsed.node, msg)
+        elif parsed.kind in health.KINDS and msg is not None:
+            self.health.on_message(parsed, msg, name, payload)
         elif parsed.kind == TopicKind.NODE_JOB_UPDATE and msg is not None:
             if msg.job_id != parsed.job:
                 log.warning("dropped update on %s: payload is for job %s", name, msg.job_id)
@@ -226,7 +231,7 @@ class Dispatcher:
             owner = queue.get_job(ex.job_id).owner_id
             self.holding[ex.node_id] = Holding(ex.job_id, ex.number, JobState(ex.state), owner)
         self._event_cursor = queue.last_event_id()
-        self.draining = nodes.draining_nodes()
+        self.health.load()
         log.info("reconciled: %d active execution(s)", len(self.holding))
 
     def _on_connected(self) -> None:
@@ -263,7 +268,9 @@ class Dispatcher:
         else:
             self.registry.note(node_id, state=msg.state.value, session=msg.session,
                                current_job=msg.job_id, last_seen=now,
-                               suspect_since=view.suspect_since)
+                               suspect_since=view.suspect_since, reason=msg.reason)
+        if verdict.born:
+            self.health.on_born(node_id)
         if verdict.dropped_job is not None:
             self._end_node_executions(node_id, f"node {node_id} reported {msg.state.value} "
                                                f"while running the job")
@@ -297,7 +304,7 @@ class Dispatcher:
         if not self.connected.is_set():
             return  # trust presence (and deadlines that need the node) only while connected
         now = self.clock()
-        self.draining = nodes.draining_nodes()
+        self.health.refresh()
         for exp in queue.expire_leases(now, limits=self.limits):
             log.warning("execution %s#%d on %s expired → %s", exp.job_id, exp.execution,
                         exp.node_id, exp.state.value)
@@ -306,6 +313,7 @@ class Dispatcher:
             self._sync_job(queue.get_job(exp.job_id))
         for node_id, for_s in self.fleet.lost_too_long(now, self.config.lost_grace_s):
             self._end_node_executions(node_id, f"node {node_id} lost for {for_s:.0f} s")
+        self.health.refresh_waits()
 
     def _end_node_executions(self, node_id: str, reason: str) -> None:
         for exp in queue.node_lost(node_id, reason, now=self.clock()):
@@ -318,11 +326,11 @@ class Dispatcher:
         """Give every idle node the fair queue's next job (requeued jobs avoid their old node)."""
         if not self.ready.is_set() or not self.connected.is_set():
             return
-        idle = self.fleet.idle(self.draining)
+        idle, busy = self.health.assignable()
         # Chunks: the first nodes of a burst get their jobs/next before the rest are written.
         for k in range(0, len(idle), _ASSIGN_CHUNK):
             chunk = idle[k:k + _ASSIGN_CHUNK]
-            made = queue.assign_batch(chunk, limits=self.limits, now=self.clock())
+            made = queue.assign_batch(chunk, limits=self.limits, now=self.clock(), busy=busy)
             for node_id, job, ex in made:
                 self.stats["assigned"] += 1
                 self.holding[node_id] = Holding(job.id, ex.number, JobState.ASSIGNED, job.owner_id)
@@ -343,6 +351,7 @@ class Dispatcher:
                 self.cancel_sent.add(key)
                 self.publisher.cancel(job.node_id, job.id, job.reason or "canceled by the user")
         self.publisher.status(job)
+        self.health.after_change(job)  # a platform error counts against its node
 
     def _follow_events(self) -> None:
         """Pick up changes other processes made (the dashboard's enqueue/cancel) from JobEvent."""

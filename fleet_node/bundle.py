@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+import raas_platform
+
 from gym_raas_mqtt.results import (PLOT_FILE, STDOUT_FILE, SUMMARY_FILE, SUMMARY_SCHEMA,
                                    TELEMETRY_FILE, UPRIGHT_RAD, ResultError, Telemetry,
                                    control_period, episode_slices, read_telemetry_csv,
@@ -27,15 +29,18 @@ def build_summary(*, job_id: str, owner: str, node_id: str, state: str, reason: 
                   time_limit_s: float | None = None, started_at: float | None = None,
                   finished_at: float | None = None, commit_sha: str | None = None,
                   image_digest: str | None = None, calibration_id: str | None = None,
-                  exit_code: int | None = None, output_truncated: bool = False,
-                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The content of ``summary.json``: the job's identity and outcome plus
+                  calibration_sha256: str | None = None, exit_code: int | None = None,
+                  output_truncated: bool = False, extra: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The content of ``summary.json``: the job's identity and outcome — with what ran it: the
+    commit, the runner image, the platform's version, the calibration's id and file hash — plus
     :func:`summarize_telemetry`'s numbers. Times in s since the epoch; durations in s."""
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
         "job_id": job_id, "owner": owner, "node_id": node_id, "execution": execution,
         "state": state, "reason": reason,
         "commit_sha": commit_sha, "image_digest": image_digest, "calibration_id": calibration_id,
+        "calibration_sha256": calibration_sha256, "platform_version": raas_platform.__version__,
         "time_limit_s": time_limit_s, "duration_s": duration_s,
         "started_at": started_at, "finished_at": finished_at,
         "exit_code": exit_code, "output_truncated": output_truncated,

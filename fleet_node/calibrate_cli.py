@@ -31,14 +31,16 @@ def register_calibrate(node_sub: Any) -> None:
 
     p = cal_sub.add_parser(
         "counts", help="measure encoder counts per revolution by turning the rod by hand",
-        description="Needs pigpiod and the motor node stopped. The motor stays off.")
+        description="Needs the GPIO (pigpiod, or RAAS_MOTOR_BACKEND=lgpio on a Pi 5) and the "
+                    "motor node stopped. The motor stays off.")
     p.add_argument("--turns", type=int, default=5, help="full turns you will make (default 5)")
     p.add_argument("--base", type=Path, help="calibration file (default bundled)")
     p.set_defaults(func=cmd_counts)
 
     p = cal_sub.add_parser(
         "direction", help="pulse u=+1 for 0.15 s and check that θ increases",
-        description="Needs pigpiod and the motor node stopped; the rod must hang free.")
+        description="Needs the GPIO (pigpiod, or RAAS_MOTOR_BACKEND=lgpio on a Pi 5) and the "
+                    "motor node stopped; the rod must hang free.")
     p.add_argument("--base", type=Path, help="calibration file (default bundled)")
     p.set_defaults(func=cmd_direction)
 
@@ -61,10 +63,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _motor(base: Path | None) -> Any:
+    """The GPIO motor of RAAS_MOTOR_BACKEND (pigpio when it names the simulation)."""
     from gym_raas_mqtt.calibration import load_calibration
-    from fleet_node.motor.pigpio_motor import PigpioMotor
+    from gym_raas_mqtt.config import load
+    from fleet_node.motor.config import MotorConfig
+    from fleet_node.motor.node import GPIO_MOTORS
 
-    return PigpioMotor(load_calibration(base))
+    driver = GPIO_MOTORS.get(load(MotorConfig).backend, GPIO_MOTORS["pigpio"])
+    return driver(load_calibration(base))
 
 
 def cmd_counts(args: argparse.Namespace) -> int:

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from fleet_node.calibrate_cli import register_calibrate
+from fleet_node.motor.config import BACKENDS
+from fleet_node.enroll_cli import register_enrollment
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.config import load
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.protocol import NodeCommandKind
-from raas_platform.settings import CENTRAL_MQTT_URL
+from raas_platform.settings import CENTRAL_CA_FILE, CENTRAL_MQTT_URL
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ class SendConfig:
     """What ``raas node send`` reads from the environment: the central broker's address."""
 
     central_mqtt_url: str = CENTRAL_MQTT_URL.field()
+    central_ca_file: Path | None = CENTRAL_CA_FILE.field()
 
 
 def register(sub: Any) -> None:
@@ -37,6 +40,7 @@ def register(sub: Any) -> None:
     register_agent(node_sub)
     register_calibrate(node_sub)
     register_send(node_sub)
+    register_enrollment(node_sub)
 
 
 def register_send(node_sub: Any) -> None:
@@ -62,9 +66,11 @@ def run_send(args: argparse.Namespace) -> int:
     """Publish one NodeCommand on the node's cmd topic and wait for the broker's PUBACK."""
     from gym_raas_mqtt.mqtt import BrokerAddress, Link, message_expiry  # paho: keeps --help light
 
-    url = args.url or load(SendConfig).central_mqtt_url
+    cfg = load(SendConfig)
+    url = args.url or cfg.central_mqtt_url
     pw_file = Path(args.password_file or Path(args.broker_dir) / "secrets" / args.username)
-    address = BrokerAddress.parse(url, username=args.username, password_file=pw_file)
+    address = BrokerAddress.parse(url, username=args.username, password_file=pw_file,
+                                  ca_file=cfg.central_ca_file)
     msg = protocol.NodeCommand(NodeCommandKind(args.command), time.time(), job_id=args.job,
                                reason=args.reason)
     link = Link(address, f"raas-send-{uuid.uuid4().hex[:12]}", name="central")
@@ -87,7 +93,7 @@ def register_motor(node_sub: Any) -> None:
         "motor", help="run the motor node: control loop, safety, reset, telemetry",
         description="Serve the env over the node-local broker. Settings come from RAAS_* "
                     "environment variables (raas config); the options below override them.")
-    p.add_argument("--backend", choices=("sim", "pigpio"), help="motor driver (RAAS_MOTOR_BACKEND)")
+    p.add_argument("--backend", choices=BACKENDS, help="motor driver (RAAS_MOTOR_BACKEND)")
     p.add_argument("--lockstep", action="store_true", default=None,
                    help="simulation only: each action advances one period at once, no clock")
     p.add_argument("--rate-hz", type=float, help="control rate (RAAS_MOTOR_RATE_HZ)")

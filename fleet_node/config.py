@@ -9,8 +9,9 @@ from gym_raas_mqtt.config import NODE_ID, setting
 from gym_raas_mqtt.mqtt import BrokerAddress
 from gym_raas_mqtt.errors import ConfigError
 from gym_raas_mqtt.protocol import ID_PATTERN
-from raas_platform.settings import (CENTRAL_MQTT_URL, CODE_MAX_BYTES, CODE_MAX_FILES, DATA_DIR,
-                                     GIT_SCHEMES, LOCAL_MQTT_URL, LOCAL_SOCKET, STORE_URL)
+from raas_platform.settings import (CENTRAL_CA_FILE, CENTRAL_MQTT_URL, CODE_MAX_BYTES,
+                                     CODE_MAX_FILES, DATA_DIR, GIT_SCHEMES, LOCAL_MQTT_URL,
+                                     LOCAL_SOCKET, STORE_URL)
 from raas_platform.submission import check_schemes
 
 
@@ -25,6 +26,7 @@ class AgentConfig:
 
     node_id: str = NODE_ID.field()
     central_mqtt_url: str = CENTRAL_MQTT_URL.field()
+    central_ca_file: Path | None = CENTRAL_CA_FILE.field()  # verifies an mqtts:// central URL
     central_username: str | None = setting("RAAS_AGENT_CENTRAL_USERNAME", None,
                                            "user on the central broker (default node-<id>)")
     central_password_file: Path | None = setting(
@@ -54,6 +56,9 @@ class AgentConfig:
                                 "publishes no 'lost'", unit="s")
     keepalive_s: int = setting("RAAS_AGENT_KEEPALIVE_S", 10,
                                "MQTT keepalive (a hung agent is dropped after 1.5x)", unit="s")
+    heartbeat_s: float = setting("RAAS_AGENT_HEARTBEAT_S", 10.0,
+                                 "the agent's control loop sends a heartbeat this often (the "
+                                 "fleet's 'last seen')", unit="s")
     update_retry_s: float = setting("RAAS_AGENT_UPDATE_RETRY_S", 5.0,
                                     "resend a job update not answered within this", unit="s")
     start_timeout_s: float = setting("RAAS_AGENT_START_TIMEOUT_S", 30.0,
@@ -82,8 +87,9 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if not ID_PATTERN.match(self.node_id):
             raise ConfigError(f"RAAS_NODE_ID={self.node_id!r} must match {ID_PATTERN.pattern}")
-        if self.will_delay_s < 0 or self.keepalive_s < 1:
-            raise ConfigError("RAAS_AGENT_WILL_DELAY_S must be >= 0, RAAS_AGENT_KEEPALIVE_S >= 1")
+        if self.will_delay_s < 0 or self.keepalive_s < 1 or self.heartbeat_s <= 0:
+            raise ConfigError("RAAS_AGENT_WILL_DELAY_S must be >= 0, RAAS_AGENT_KEEPALIVE_S >= 1, "
+                              "RAAS_AGENT_HEARTBEAT_S > 0")
         if self.clone_max_bytes < 1024 or self.clone_timeout_s <= 0:
             raise ConfigError("RAAS_CLONE_MAX_BYTES / RAAS_CLONE_TIMEOUT_S are too small")
         if self.upload_attempts < 1 or self.log_chunk_lines < 1:
@@ -112,7 +118,8 @@ class AgentConfig:
             ConfigError: a bad URL. OSError: the password file cannot be read.
         """
         return BrokerAddress.parse(self.central_mqtt_url, username=self.central_user,
-                                   password_file=self.central_password_file)
+                                   password_file=self.central_password_file,
+                                   ca_file=self.central_ca_file)
 
     def local_address(self, admin: bool = False) -> BrokerAddress:
         """The node-local broker, as the agent, or (``admin``) as the broker's administrator

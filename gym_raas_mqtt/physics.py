@@ -39,6 +39,8 @@ class PendulumParams:
         counts_per_rev: encoder counts per output revolution with 4× decoding; the datasheet says
             408 but deployed robots measured 445 or 480: calibrate each robot.
         calibration_id: which calibration these numbers come from; appears in every result.
+        calibration_sha256: SHA-256 of the calibration file they were read from (empty when
+            made in code), recorded next to the id so a changed file under the same id shows.
     """
 
     gravity_coeff: float = 27.0
@@ -54,6 +56,7 @@ class PendulumParams:
     pwm_range: int = 1000
     counts_per_rev: int = 445
     calibration_id: str = "raas-original-2020"
+    calibration_sha256: str = dataclasses.field(default="", compare=False)  # provenance only
 
     def __post_init__(self) -> None:
         if not (self.dt > 0 and self.max_speed > 0 and self.max_action > 0):

@@ -13,8 +13,14 @@ from gym_raas_mqtt.config import Setting
 
 CENTRAL_MQTT_URL = Setting(
     "RAAS_CENTRAL_MQTT_URL", "mqtt://127.0.0.1:1883",
-    "central broker (mqtt://host:port; credentials are separate settings); the dashboard takes "
-    "an empty value as 'no live updates'")
+    "central broker: mqtt://127.0.0.1:port on the central host, mqtts://name:8883 from anywhere "
+    "else (credentials are separate settings); the dashboard takes an empty value as 'no live "
+    "updates'")
+CENTRAL_CA_FILE = Setting(
+    "RAAS_CENTRAL_CA_FILE", None,
+    "CA certificate (PEM) that signed the central broker's TLS certificate: an mqtts:// central "
+    "URL is verified against it (unset: the system's trust store); the dashboard shows it to "
+    "users for mosquitto_sub --cafile")
 DATABASE_URL = Setting(
     "RAAS_DATABASE_URL", "sqlite:///var/raas.db",
     "job database of the dispatcher and the dashboard: sqlite:///path (WAL) or "

@@ -1,4 +1,4 @@
-// Fleet page: apply live node state/meta (retained messages) to the cards.
+// Fleet page: apply live node state/meta (retained messages) and heartbeats to the cards.
 "use strict";
 (function () {
   let reload = null;
@@ -12,6 +12,13 @@
     if (f) f.textContent = value == null || value === "" ? "—" : value;
     return f;
   }
+  // "last seen" only moves forward (a late retained state must not turn it back)
+  function seen(el, ts) {
+    const f = el.querySelector('[data-field="last_seen"]');
+    if (!f || !ts || ts <= (parseFloat(f.dataset.ts) || 0)) return;
+    f.dataset.ts = ts;
+    f.textContent = window.raasFmtTime(ts);
+  }
   window.raasLive({ fleet: "1" }, {
     node: (d) => {
       const el = card(d.node_id);
@@ -20,7 +27,11 @@
       badge.className = "badge n-" + d.state;
       set(el, "current_job", d.job_id);
       set(el, "reason", d.reason);
-      set(el, "last_seen", window.raasFmtTime(d.ts));
+      seen(el, d.ts);
+    },
+    heartbeat: (d) => {
+      const el = card(d.node_id);
+      if (el) seen(el, d.ts);
     },
     meta: (d) => {
       const el = card(d.node_id);

@@ -109,6 +109,8 @@
     const badge = document.getElementById("job-state");
     badge.className = "badge s-" + d.state; badge.textContent = d.state;
     if (d.node_id) document.getElementById("job-node").textContent = d.node_id;
+    const reason = document.getElementById("job-reason");  // e.g. where a requeued job waits
+    reason.textContent = d.reason || ""; reason.hidden = !d.reason;
     if (d.state !== "queued") document.getElementById("job-queue").textContent = "—";
     const terminal = ["succeeded", "failed", "timed_out", "canceled", "error"].includes(d.state);
     if (terminal && root.dataset.terminal !== "1") {
@@ -126,7 +128,8 @@
         .then((r) => (r.ok ? r.json() : null)).then((j) => {
           if (!j) return;
           document.getElementById("job-queue").textContent = j.queue_position || "—";
-          if (j.state !== root.dataset.state) setState(j);
+          const shown = document.getElementById("job-reason").textContent;
+          if (j.state !== root.dataset.state || (j.reason || "") !== shown) setState(j);
         }).catch(() => {});
     }, 5000);
   }

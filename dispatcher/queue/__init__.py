@@ -18,24 +18,25 @@ can inject the clock.
 from dispatcher.errors import (InvalidSubmission, QueueError, StaleVersion, TransitionError,
                                UnknownJob)
 from dispatcher.limits import QueueLimits
-from dispatcher.queue.assignment import assign, assign_batch
+from dispatcher.queue.assignment import assign, assign_batch, errored_on, retry_reason
 from dispatcher.queue.executions import (Expired, UpdateOutcome, apply_update, error_and_requeue,
                                          expire_leases, extend_accept_deadlines, fail, finish,
-                                         node_lost, start)
+                                         node_lost, note_wait, requeue_reason, start)
 from dispatcher.queue.positions import queue_position, queue_positions
-from dispatcher.queue.reads import (active_executions, assignment, current_execution,
+from dispatcher.queue.reads import (Requeued, active_executions, assignment, current_execution,
                                     ensure_owner, events, events_by_others, get_execution,
                                     get_job, iter_jobs, job_source, job_status, last_event_id,
-                                    recent_jobs)
+                                    recent_jobs, requeued_jobs)
 from dispatcher.queue.submissions import cancel, enqueue
 from dispatcher.queue.transitions import ACTIVE_STATES, TRANSITIONS, allowed
 
 __all__ = [
-    "ACTIVE_STATES", "Expired", "InvalidSubmission", "QueueError", "QueueLimits", "StaleVersion",
-    "TRANSITIONS", "TransitionError", "UnknownJob", "UpdateOutcome", "active_executions",
-    "allowed", "apply_update", "assign", "assign_batch", "assignment", "cancel",
-    "current_execution", "enqueue", "ensure_owner", "error_and_requeue", "events",
-    "events_by_others", "expire_leases", "extend_accept_deadlines", "fail", "finish",
+    "ACTIVE_STATES", "Expired", "InvalidSubmission", "QueueError", "QueueLimits", "Requeued",
+    "StaleVersion", "TRANSITIONS", "TransitionError", "UnknownJob", "UpdateOutcome",
+    "active_executions", "allowed", "apply_update", "assign", "assign_batch", "assignment",
+    "cancel", "current_execution", "enqueue", "ensure_owner", "error_and_requeue", "errored_on",
+    "events", "events_by_others", "expire_leases", "extend_accept_deadlines", "fail", "finish",
     "get_execution", "get_job", "iter_jobs", "job_source", "job_status", "last_event_id",
-    "node_lost", "queue_position", "queue_positions", "recent_jobs", "start",
+    "node_lost", "note_wait", "queue_position", "queue_positions", "recent_jobs", "requeue_reason",
+    "requeued_jobs", "retry_reason", "start",
 ]

@@ -28,10 +28,18 @@ def assign(job_id: str, node_id: str, *, limits: QueueLimits,
     with db.transaction():
         job = get_job(job_id)
         tr.require("assign", job.job_state, tr.A, f"job {job_id}")
-        return tr.create_execution(job_id, job.attempts, node_id, t, limits.accept_timeout_s)
+        return tr.create_execution(job_id, job.attempts, node_id, t, limits.accept_timeout_s,
+                                   retry_reason(job, node_id))
 
 
-def _errored_on(job_ids: list[str]) -> dict[str, set[str]]:
+def retry_reason(job: Job, node_id: str) -> str | None:
+    """The reason a requeued job shows once it is assigned again (None for a first attempt)."""
+    if job.attempts == 0:
+        return None
+    return f"attempt {job.attempts + 1} on {node_id} after an error on {job.node_id}"
+
+
+def errored_on(job_ids: list[str]) -> dict[str, set[str]]:
     """For requeued jobs: the nodes where an earlier execution ended ``error``."""
     if not job_ids:
         return {}
@@ -44,14 +52,15 @@ def _errored_on(job_ids: list[str]) -> dict[str, set[str]]:
     return out
 
 
-def assign_batch(node_ids: Iterable[str], *, limits: QueueLimits, now: float | None = None
-                 ) -> list[tuple[str, Job, Execution]]:
+def assign_batch(node_ids: Iterable[str], *, limits: QueueLimits, now: float | None = None,
+                 busy: Iterable[str] = ()) -> list[tuple[str, Job, Execution]]:
     """Give each of the idle ``node_ids`` the fair queue's next job, in one transaction.
 
-    Jobs go in fair-queue order (:mod:`.fairness`). A requeued job prefers a free node where it
-    has not ended ``error`` before; when every free node has failed it, it takes one anyway, so
-    it is never starved. One query fetches a window of candidates, so a burst of idle nodes costs
-    one SELECT (per window) plus the writes of each assignment, and one commit.
+    Jobs go in fair-queue order (:mod:`.fairness`). A requeued job prefers a node where it has
+    not ended ``error`` before: a free one, else it waits for one of the ``busy`` nodes (usable
+    nodes that are not free now); only when no such node exists does it take a free node that
+    failed it, so it is never starved. One query fetches a window of candidates, so a burst of
+    idle nodes costs one SELECT (per window) plus the writes of each assignment, and one commit.
 
     Returns:
         ``(node_id, job, execution)`` per assignment made (publish them after this returns: the
@@ -59,21 +68,25 @@ def assign_batch(node_ids: Iterable[str], *, limits: QueueLimits, now: float | N
     """
     t = time.time() if now is None else now
     free = list(dict.fromkeys(node_ids))
+    busy = set(busy)
     out: list[tuple[str, Job, Execution]] = []
     with db.transaction():
         while free:
             window = 4 * len(free) + 16
             cands = fairness.candidates(window)
             fair = fairness.FairQueue(cands, fairness.caps(), fairness.active_by_owner())
-            errored = _errored_on([c.job_id for c in cands if c.row.attempts > 0])
+            errored = errored_on([c.job_id for c in cands if c.row.attempts > 0])
             made, deferred = 0, []
             while free and (cand := fair.pop()) is not None:
                 bad = errored.get(cand.job_id, ())
-                node = free[0] if len(free) == 1 else next((n for n in free if n not in bad),
-                                                            None)
-                if node is None:  # every free node failed it: after the others
-                    deferred.append(cand)
-                    continue
+                node = next((n for n in free if n not in bad), None)
+                if node is None:
+                    if busy - set(bad):  # waits for a busy node that has not failed it
+                        continue
+                    if len(free) > 1:  # every free node failed it: after the others
+                        deferred.append(cand)
+                        continue
+                    node = free[0]
                 made += _take(cand.row, node, t, limits, free, out)
             for cand in deferred:
                 if free:
@@ -87,11 +100,14 @@ def _take(job: Job, node: str, t: float, limits: QueueLimits, free: list[str],
           out: list[tuple[str, Job, Execution]]) -> int:
     """Assign ``job`` to ``node`` (removed from ``free``); returns 1, or 0 when a concurrent
     cancel got there first."""
+    reason = retry_reason(job, node)
     try:
-        ex = tr.create_execution(job.id, job.attempts, node, t, limits.accept_timeout_s)
+        ex = tr.create_execution(job.id, job.attempts, node, t, limits.accept_timeout_s, reason)
     except TransitionError:
         return 0
     job.state, job.attempts, job.node_id = tr.A.value, ex.number, node
+    if reason is not None:
+        job.reason = reason
     free.remove(node)
     out.append((node, job, ex))
     return 1

@@ -72,8 +72,15 @@ def _error(ex: Execution, reason: str, t: float, actor: str, version: int | None
     job = get_job(ex.job_id)
     job_to = tr.Q if job.attempts < job.max_attempts else tr.E
     why = reason if job_to == tr.Q else f"{reason}; gave up after {job.attempts} attempt(s)"
+    # a requeued job's reason says why; the dispatcher adds where it waits (dispatcher.waits)
+    job_reason = requeue_reason(ex.node_id, reason) if job_to == tr.Q else why
     return tr.change("error", ex, tr.E, t, actor, why, job_to=job_to, version=version,
-                     ex_fields={"reason": reason}, job_fields={"reason": why})
+                     ex_fields={"reason": reason}, job_fields={"reason": job_reason})
+
+
+def requeue_reason(node_id: str, reason: str | None) -> str:
+    """The reason of a job requeued after its execution on ``node_id`` ended ``error``."""
+    return f"requeued after an error on {node_id} ({(reason or 'no reason given')[:300]})"
 
 
 # ------------------------------------------------------------------ public, one transaction each
@@ -234,6 +241,13 @@ def expire_leases(now: float | None = None, *, limits: QueueLimits) -> list[Expi
         except TransitionError as e:  # changed under us (node update, cancel): fine
             log.info("expire: %s", e)
     return out
+
+
+def note_wait(job_id: str, reason: str) -> bool:
+    """Set a queued job's reason to say where it waits (no state change, no event); returns
+    whether it changed."""
+    with db.transaction():
+        return tr.set_wait_reason(job_id, reason)
 
 
 def extend_accept_deadlines(now: float | None = None, *, limits: QueueLimits) -> int:

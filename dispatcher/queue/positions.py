@@ -8,9 +8,11 @@ from gym_raas_mqtt.protocol import JobState
 
 
 def fleet_slots() -> int:
-    """Nodes that can take jobs: idle, busy or resetting and not draining (at least 1)."""
+    """Nodes that can take jobs: idle, busy or resetting, not draining and not in the
+    dispatcher's maintenance (at least 1)."""
     usable = ("idle", "busy", "resetting")
-    n = Node.select().where(Node.state.in_(usable) & (Node.draining == False)).count()  # noqa: E712
+    n = Node.select().where(Node.state.in_(usable) & (Node.draining == False)  # noqa: E712
+                            & Node.maintenance_reason.is_null()).count()
     return max(1, n)
 
 

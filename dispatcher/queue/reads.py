@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Iterable
 
 from dispatcher import db
@@ -117,6 +118,34 @@ def recent_jobs(since: float) -> list[Job]:
     epoch]."""
     return list(Job.select().where(Job.state.in_([JobState.QUEUED.value, *ACTIVE])
                                    | (Job.finished_at > since)))
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """A queued job whose last execution ended ``error`` (it waits to be tried again).
+
+    Attributes:
+        job_id, owner: the job.
+        reason: the job's reason now.
+        node_id: where that execution ran.
+        error: why it ended ``error``.
+    """
+
+    job_id: str
+    owner: str
+    reason: str | None
+    node_id: str
+    error: str | None
+
+
+def requeued_jobs() -> list[Requeued]:
+    """Every queued job that was requeued after an ``error`` (oldest submission first)."""
+    rows = db.execute(
+        'SELECT j."id", j."owner_id", j."reason", e."node_id", e."reason" FROM "job" j '
+        'JOIN "execution" e ON e."job_id" = j."id" AND e."number" = j."attempts" '
+        'WHERE j."state" = ? AND j."attempts" > 0 ORDER BY j."submitted_at", j."id"',
+        JobState.QUEUED.value).fetchall()
+    return [Requeued(*row) for row in rows]
 
 
 def ensure_owner(name: str, max_running: int = 1) -> Owner:

@@ -20,13 +20,16 @@ change; a node's update must quote the current version (``expected_version``).
 
 Event actors: ``dispatcher:<why>`` and ``node:<id>`` for the dispatcher's own writes (a colon
 never occurs in an owner name), the owner's or admin's name for ``enqueue``/``cancel``.
+
+An execution's end is also accounted on its node (run time, run of platform errors) by
+:func:`dispatcher.nodes.execution_ended`, in the same transaction: exactly once per execution.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dispatcher import db
+from dispatcher import db, nodes
 from dispatcher.errors import StaleVersion, TransitionError
 from dispatcher.models import Execution, Job
 from gym_raas_mqtt.protocol import JobState
@@ -98,16 +101,20 @@ def create_job(fields: Mapping[str, Any], actor: str, t: float) -> Job:
 
 
 def create_execution(job_id: str, attempts: int, node_id: str, t: float,
-                     accept_timeout_s: float) -> Execution:
+                     accept_timeout_s: float, reason: str | None = None) -> Execution:
     """``assign``: queued job ``job_id`` (at ``attempts`` executions) gets execution
-    ``attempts + 1`` on ``node_id``, to be accepted within ``accept_timeout_s``.
+    ``attempts + 1`` on ``node_id``, to be accepted within ``accept_timeout_s``; ``reason``
+    replaces the job's (a retry says where it runs instead of where it waited).
 
     Raises:
         TransitionError: the job is no longer queued at that attempt.
     """
     number = attempts + 1
-    n = db.update("job", {"state": A.value, "attempts": number, "node_id": node_id},
-                  '"id" = ? AND "state" = ? AND "attempts" = ?', job_id, Q.value, attempts)
+    fields: dict[str, Any] = {"state": A.value, "attempts": number, "node_id": node_id}
+    if reason is not None:
+        fields["reason"] = reason
+    n = db.update("job", fields, '"id" = ? AND "state" = ? AND "attempts" = ?', job_id, Q.value,
+                  attempts)
     if n != 1:
         raise TransitionError(f"assign: job {job_id} is no longer queued")
     deadline = t + accept_timeout_s
@@ -167,6 +174,8 @@ def change(name: str, ex: Execution, to: JobState, t: float, actor: str, reason:
     record_event(ex.job_id, ex.number, frm, to, actor, reason, t)
     if job_to != to:  # the job moves on (requeued): record that too
         record_event(ex.job_id, ex.number, to, job_to, actor, "requeued", t)
+    if to.terminal:
+        nodes.execution_ended(ex.node_id, to, ex.started_at, efields["finished_at"])
     ex.state, ex.version = to.value, ex.version + 1
     return job_to
 
@@ -203,6 +212,13 @@ def fill_results(job_id: str, fields: Mapping[str, Any]) -> None:
         values["summary"] = Job.summary.db_value(values["summary"])
     if values:
         db.update("job", values, '"id" = ?', job_id)
+
+
+def set_wait_reason(job_id: str, reason: str) -> bool:
+    """Say where queued job ``job_id`` waits (its reason; no state change, no event). Returns
+    False when it is no longer queued or already says so."""
+    return db.update("job", {"reason": reason}, '"id" = ? AND "state" = ? AND '
+                     '("reason" IS NULL OR "reason" <> ?)', job_id, Q.value, reason) == 1
 
 
 def move_accept_deadlines(t: float, accept_timeout_s: float) -> int:

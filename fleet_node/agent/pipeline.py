@@ -237,6 +237,7 @@ class JobPipeline:
                 state=outcome.state.value, reason=outcome.reason, commit_sha=job.commit_sha,
                 image_digest=getattr(run, "image_id", None) or self.image_digest,
                 calibration_id=motor.calibration_id if motor else None,
+                calibration_sha256=motor.calibration_sha256 if motor else None,
                 time_limit_s=getattr(run, "time_limit_s", None) or a.time_limit_s,
                 duration_s=getattr(run, "duration_s", None), started_at=job.started_at,
                 finished_at=self._clock(), exit_code=getattr(run, "exit_code", None),

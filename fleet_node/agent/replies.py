@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from fleet_node.agent.job import ActiveJob, RunnerSlot
 from fleet_node.agent.motor_view import MotorView
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.protocol import (JobState, JobUpdate, JobUpdateReply, MotorStatus,
-                                    SelfTestReply, SelfTestRequest, TopicKind)
+                                    NodeSelfTest, SelfTestReply, SelfTestRequest, TopicKind)
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +147,31 @@ class Verdict:
         reason: why not, one line.
         retry: a platform cause (motor node or Docker missing): retry by itself; otherwise wait
             for clear_maintenance.
+        stage: the last stage reached: ``motor``, ``runner``, ``job_path`` or ``pendulum``.
+        details: the motor node's measurements (``max_error_rad``, ``rms_error_rad``, ...).
     """
 
     ok: bool
     reason: str = ""
     retry: bool = False
+    stage: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def result(self, ts: float, duration_s: float) -> NodeSelfTest:
+        """This verdict as the node reports it (ended at ``ts`` [s since the epoch], after
+        ``duration_s`` [s])."""
+        return NodeSelfTest(ok=self.ok, ts=ts, duration_s=round(duration_s, 3), stage=self.stage,
+                            reason=self.reason or None,
+                            max_error_rad=_finite(self.details.get("max_error_rad")),
+                            rms_error_rad=_finite(self.details.get("rms_error_rad")),
+                            details=self.details)
+
+
+def _finite(value: Any) -> float | None:
+    """A measurement as a float, or None when it is missing or not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 class SelfTest:
@@ -166,16 +187,19 @@ class SelfTest:
         clock: wall clock [s since the epoch] for timestamps.
         job_path: runs first when enabled: drives the env as a job would and returns why it
             could not, or None (:meth:`fleet_node.agent.jobpath.JobPathCheck.run`).
+        report: gets every result when enabled (the fleet's self-test history).
     """
 
     def __init__(self, publish_local: PublishLocal, motor: MotorView, runners: RunnerSlot, *,
                  enabled: bool, timeout_s: float, stopping: threading.Event,
                  clock: Callable[[], float],
-                 job_path: Callable[[], str | None] | None = None) -> None:
+                 job_path: Callable[[], str | None] | None = None,
+                 report: Callable[[NodeSelfTest], Any] | None = None) -> None:
         self._publish_local = publish_local
         self._motor = motor
         self._runners = runners
         self._job_path = job_path
+        self._report = report
         self.enabled = enabled
         self.timeout_s = timeout_s
         self._stopping = stopping
@@ -184,31 +208,41 @@ class SelfTest:
 
     def run(self) -> Verdict:
         """Check that the node can take a job: motor node present, runner, a job's path (reset
-        and steps through a job login), then the pendulum self-test."""
+        and steps through a job login), then the pendulum self-test; report the result."""
+        started = time.monotonic()
+        verdict = self._check()
+        if self.enabled and self._report is not None:
+            self._report(verdict.result(self._clock(), time.monotonic() - started))
+        return verdict
+
+    def _check(self) -> Verdict:
         motor = self._motor.state
         if motor is not None and motor.state is MotorStatus.LOST:
-            return Verdict(False, "the motor node is not running", retry=True)
+            return Verdict(False, "the motor node is not running", retry=True, stage="motor")
         if not self.enabled:
             return Verdict(True)
         if self._runners.get() is None:
-            return Verdict(False, "no job runner: the Docker engine is unreachable", retry=True)
+            return Verdict(False, "no job runner: the Docker engine is unreachable", retry=True,
+                           stage="runner")
         failure = self._job_path() if self._job_path is not None else None
         if failure is not None:  # a platform cause: retried, and at once when the motor returns
-            return Verdict(False, failure[:300], retry=True)
+            return Verdict(False, failure[:300], retry=True, stage="job_path")
         request = SelfTestRequest(uuid.uuid4().hex[:16], self._clock())
         waiter = Waiter()
         self._waiters[request.request_id] = waiter
         try:
             self._publish_local(TopicKind.ENV_SELFTEST, request)
             if not wait_for(waiter.event, self.timeout_s, self._stopping):
-                return Verdict(False, "the motor node did not answer the self-test", retry=True)
+                return Verdict(False, "the motor node did not answer the self-test", retry=True,
+                               stage="pendulum")
         finally:
             self._waiters.pop(request.request_id, None)
         reply: SelfTestReply = waiter.reply
         if reply.ok:
-            return Verdict(True)
+            return Verdict(True, stage="pendulum", details=reply.details)
         why = reply.details.get("error") or reply.details.get("reason") or "no reason given"
-        return Verdict(False, f"self-test failed: {str(why)[:300]}")
+        return Verdict(False, f"self-test failed: {str(why)[:300]}", stage="pendulum",
+                       details=reply.details)
 
     def on_reply(self, reply: SelfTestReply) -> None:
         """The motor node's answer (paho's thread)."""

@@ -12,13 +12,15 @@ and then resets the node::
 
     busy → (the pipeline) → resetting → self-test ─ok→ idle
                                                   └fail→ maintenance (until clear_maintenance)
+
+Self-test results and heartbeats go to the dispatcher; ``drain`` holds new assignments until
+``resume``; ``maintenance`` (the dispatcher's or an operator's) holds it until clear_maintenance.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import socket
 import threading
 import time
 from pathlib import Path
@@ -28,18 +30,18 @@ from fleet_node.agent.job import ActiveJob, Runner, RunnerSlot
 from fleet_node.agent.jobpath import JobPathCheck
 from fleet_node.agent.motor_view import MotorView
 from fleet_node.agent.pipeline import JobPipeline
-from fleet_node.agent.presence import Presence
+from fleet_node.agent.presence import Presence, node_meta
 from fleet_node.agent.recovery import CrashRecord
 from fleet_node.agent.replies import SelfTest, UpdateChannel
 from fleet_node.config import AgentConfig
 from fleet_node.runner import RunnerConfig
 from fleet_node.session import SessionCounter
-from gym_raas_mqtt import __version__, protocol
+from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.mqtt import BrokerAddress, Link, MqttError
 from gym_raas_mqtt.protocol import (JobAssignment, JobBinding, JobUpdateReply, MotorState,
-                                    MotorStatus, NodeCommand, NodeCommandKind, NodeMeta,
-                                    NodeStatus, SelfTestReply, TopicKind)
+                                    MotorStatus, NodeCommand, NodeCommandKind, NodeStatus,
+                                    SelfTestReply, TopicKind)
 from raas_platform.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -88,25 +90,28 @@ class Agent:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self.presence = Presence(
-            self.node_id, self.session, self._meta, self._send_central,
+            self.node_id, self.session,
+            lambda: node_meta(self.motor.state, self._image_digest, self.clock()),
+            self._send_central,
             status=NodeStatus.RESETTING if c.selftest else NodeStatus.IDLE,
-            will_delay_s=c.will_delay_s, clock=clock)
+            will_delay_s=c.will_delay_s, heartbeat_s=c.heartbeat_s, clock=clock)
         self.updates = UpdateChannel(self._send_central, self.node_id, c.update_retry_s,
                                      self._stopping, clock)
         job_path = JobPathCheck(c, self.local_admin, self._publish_local, self.crash)
         self.selftest = SelfTest(self._publish_local, self.motor, self.runners,
                                  enabled=c.selftest, timeout_s=c.selftest_timeout_s,
-                                 stopping=self._stopping, clock=clock, job_path=job_path.run)
+                                 stopping=self._stopping, clock=clock, job_path=job_path.run,
+                                 report=self.presence.report_selftest)
         self.pipeline: JobPipeline | None = None  # made at start, with the store
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()  # _job and _worker
         self._job: ActiveJob | None = None
         self._worker: threading.Thread | None = None
         self._maintenance_retry_at: float | None = None  # None: waits for clear_maintenance
+        self._held: str | None = None  # maintenance by command: why (until clear_maintenance)
         self._desired: JobAssignment | None = None
         self._handled: list[tuple[str, int]] = []  # recent executions, never started twice
         self._draining = False
-        self._dispatcher_ts = 0.0
         self._image_digest: str | None = None
         self._control: threading.Thread | None = None
         self._central: Link | None = None
@@ -257,9 +262,10 @@ class Agent:
     def _control_loop(self) -> None:
         while True:
             try:
-                kind, payload = self._events.get(timeout=1.0)
+                kind, payload = self._events.get(timeout=min(1.0, self.config.heartbeat_s))
             except queue.Empty:
                 kind, payload = "tick", None
+            self.presence.beat(time.monotonic())
             if kind == "stop":
                 return
             try:
@@ -271,12 +277,7 @@ class Agent:
         self.presence.announce()
 
     def _handle_dispatcher(self, msg: protocol.DispatcherState) -> None:
-        if msg.online and msg.ts > self._dispatcher_ts:
-            first = self._dispatcher_ts == 0.0
-            self._dispatcher_ts = msg.ts
-            if not first:  # the first one is the retained birth we just subscribed to
-                log.info("dispatcher birth (ts %.3f): re-announcing", msg.ts)
-                self.presence.announce()
+        self.presence.on_dispatcher_state(msg)
 
     def _handle_command(self, cmd: NodeCommand) -> None:
         log.info("command %s (job %s): %s", cmd.command.value, cmd.job_id, cmd.reason)
@@ -291,7 +292,11 @@ class Agent:
         elif cmd.command is NodeCommandKind.RESUME:
             self._draining = False
             self._maybe_start_job()
+        elif cmd.command is NodeCommandKind.MAINTENANCE:
+            self._held = cmd.reason or "maintenance by command"
+            self._handle_job_done(None)  # now, unless a job or reset is in progress: after it
         elif cmd.command is NodeCommandKind.CLEAR_MAINTENANCE:
+            self._held = None
             if self.status is NodeStatus.MAINTENANCE and self._worker is None:
                 self._spawn(self._reset_node, "agent-reset")
 
@@ -316,6 +321,9 @@ class Agent:
         self.presence.announce_meta_if_changed()
 
     def _handle_job_done(self, _: Any) -> None:
+        held = self._held  # a maintenance command that came while the worker ran applies now
+        if held is not None and self._worker is None and self.reason != held:
+            self._enter_maintenance(held, retry=False)
         self._maybe_start_job()
 
     def _handle_tick(self, _: Any) -> None:
@@ -355,15 +363,6 @@ class Agent:
         worker.start()
 
     # ======================================================================== node state
-    def _meta(self) -> NodeMeta:
-        motor = self.motor.state
-        return NodeMeta(backend=(motor.backend if motor and motor.backend else "unknown"),
-                        software_version=__version__,
-                        calibration_id=(motor.calibration_id if motor and motor.calibration_id
-                                        else "unknown"),
-                        ts=self.clock(), image_digest=self._image_digest,
-                        hostname=socket.gethostname()[:64])
-
     def _set_status(self, status: NodeStatus, reason: str | None = None,
                     job_id: str | None = None) -> None:
         if status is not NodeStatus.MAINTENANCE:
@@ -394,7 +393,8 @@ class Agent:
         verdict = self.selftest.run()
         with self._lock:
             self._job = None
-        if verdict.ok:
+        held = self._held
+        if verdict.ok and held is None:
             self._set_status(NodeStatus.IDLE)
         else:
-            self._enter_maintenance(verdict.reason, retry=verdict.retry)
+            self._enter_maintenance(held or verdict.reason, retry=verdict.retry and held is None)

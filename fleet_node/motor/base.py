@@ -1,4 +1,4 @@
-"""The one interface between the motor node's control loop and a pendulum (simulated or pigpio).
+"""The one interface between the motor node's control loop and a pendulum (simulated, pigpio or lgpio).
 
 Vocabulary from robot_interfaces: the loop asks for a *desired* action and the driver reports the
 *applied* one (after clamping and any safety override); both are recorded.
@@ -21,7 +21,7 @@ class Motor(Protocol):
     lockstep mode share one code path; a real motor just samples its encoder.
 
     Attributes:
-        name: ``"sim"`` or ``"pigpio"`` (published in the node's meta).
+        name: ``"sim"``, ``"pigpio"`` or ``"lgpio"`` (published in the node's meta).
         params: calibration in force (limits, counts per revolution, calibration_id).
         placeable: :meth:`set_state` can place the pendulum (a simulation); a reset asking for
             another start than hanging at rest is refused on a motor that cannot.

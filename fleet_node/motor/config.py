@@ -11,7 +11,9 @@ from gym_raas_mqtt.errors import ConfigError
 from gym_raas_mqtt.protocol import ID_PATTERN
 from raas_platform.settings import DATA_DIR, LOCAL_MQTT_URL
 
-BACKENDS = ("sim", "pigpio")
+BACKENDS = ("sim", "pigpio", "lgpio")
+"""Values of ``RAAS_MOTOR_BACKEND``: the simulated motor, pigpio (Raspberry Pi 4 on Bookworm),
+lgpio (Raspberry Pi 5; any Pi on Trixie)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ class MotorConfig:
                                          "MQTT client id (default motor-<node id>)")
     calibration_file: Path | None = setting(
         "RAAS_CALIBRATION_FILE", None, "this robot's calibration TOML (bundled default if unset)")
-    backend: str = setting("RAAS_MOTOR_BACKEND", "sim", "motor driver: sim or pigpio")
+    backend: str = setting("RAAS_MOTOR_BACKEND", "sim",
+                           "motor driver: sim, pigpio (Pi 4, Bookworm) or lgpio (Pi 5; Trixie)")
     rate_hz: float = setting("RAAS_MOTOR_RATE_HZ", 20.0, "control rate (1/dt)", unit="Hz")
     lockstep: bool = setting("RAAS_MOTOR_LOCKSTEP", False,
                              "simulation only: each action advances one period at once, no clock")

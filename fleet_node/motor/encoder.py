@@ -1,8 +1,9 @@
 """Quadrature decoding of the pendulum's encoder: 4× state table, errors, tick unwrap, velocity.
 
 Hardware-free: :class:`QuadratureDecoder` consumes ``(channel, level, tick)`` events exactly as
-pigpio's edge callbacks deliver them, so the same code is tested on scripted edge sequences and
-used by :class:`~fleet_node.motor.pigpio_motor.PigpioMotor`.
+pigpio's edge callbacks deliver them (lgpio's alerts after ``tick = ns // 1000 mod 2**32``), so
+the same code is tested on scripted edge sequences and used by both GPIO backends
+(:class:`~fleet_node.motor.gpio_motor.GpioMotor`).
 
 Conventions:
     The state is ``(A << 1) | B``. A leading B (00 → 10 → 11 → 01 → 00) counts +1 per edge, the
@@ -10,7 +11,7 @@ Conventions:
     inputs change at once (same tick) cannot be decoded and is counted in :attr:`errors`, not as a
     step; so is a level report that repeats the known level (an edge was lost in between).
 
-Velocity method ("M/T" with a staleness bound), all in pigpio µs ticks:
+Velocity method ("M/T" with a staleness bound), all in µs ticks:
     1. Keep the tick and count of the last 64 valid edges.
     2. At read time ``now``, take the edges in (now − window, now] — at least the last two, as long
        as they are younger than ``max_age``. If that span has more than 4 intervals, drop the oldest
@@ -20,13 +21,15 @@ Velocity method ("M/T" with a staleness bound), all in pigpio µs ticks:
        counting edges in a fixed window (resolution 2π/(counts_per_rev·window) = 0.7 rad/s for
        445 counts/rev and 20 ms).
     4. Staleness: if no edge came for ``age`` µs the shaft moved less than one count since, so
-       |v| ≤ 1 count/age; with no edge for ``max_age`` (or a pigpio watchdog report that long after
-       the last edge) v = 0.
+       |v| ≤ 1 count/age; with no edge for ``max_age`` (or a watchdog report that long after
+       the last edge) v = 0. Edges must have arrived by ``now``: a backend whose reports come
+       late reads the decoder at a ``now`` that far in the past (lgpio_motor).
 
 Tick wrap-around: pigpio ticks are uint32 µs and wrap every 2**32 µs ≈ 71.6 min. Every tick seen
 (edges, watchdog reports, the current tick at read time) is unwrapped onto a 64-bit time line by
-its signed 32-bit difference to the newest tick so far; the pigpio watchdog (``max_age``) keeps
-ticks arriving far more often than every 35 min, so the difference is never ambiguous.
+its signed 32-bit difference to the newest tick so far; the motor loop's reads (20 Hz) and pigpio's
+watchdog (``max_age``) keep ticks arriving far more often than every 35 min, so the difference is
+never ambiguous.
 """
 
 from __future__ import annotations

@@ -391,7 +391,7 @@ class MotorMachine:
                           episode_id=self.episode_id, reason=self.reason, rate_hz=self.cfg.rate_hz,
                           lockstep=self.lockstep, backend=self.motor.name,
                           calibration_id=p.calibration_id, max_action=p.max_action,
-                          max_speed=p.max_speed)
+                          max_speed=p.max_speed, calibration_sha256=p.calibration_sha256 or None)
 
     def _set_status(self, status: MotorStatus, reason: str | None) -> None:
         self.status, self.reason = status, reason

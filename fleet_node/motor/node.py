@@ -34,6 +34,8 @@ from gym_raas_mqtt.protocol import Action, EnvStatus, MotorState, MotorStatus, T
 from fleet_node.motor.base import Motor
 from fleet_node.motor.clock import FixedRateClock, LoopStats, VirtualClock, set_rt_priority
 from fleet_node.motor.config import MotorConfig
+from fleet_node.motor.gpio_motor import GpioMotor
+from fleet_node.motor.lgpio_motor import LgpioMotor
 from fleet_node.motor.machine import MotorMachine
 from fleet_node.motor.pigpio_motor import PigpioMotor
 from fleet_node.motor.sim_motor import SimMotor
@@ -48,6 +50,10 @@ LIVE_ONLY = (TopicKind.ENV_ACT, TopicKind.ENV_RESET)
 and a retained one would be delivered again at every (re)subscription, long after its job."""
 
 
+GPIO_MOTORS: dict[str, type[GpioMotor]] = {"pigpio": PigpioMotor, "lgpio": LgpioMotor}
+"""The real pendulum's drivers by ``RAAS_MOTOR_BACKEND``; each reads its own ``RAAS_*`` settings."""
+
+
 class MotorNodeError(RaasError, RuntimeError):
     """The motor node cannot start (broker unreachable or refused)."""
 
@@ -60,10 +66,12 @@ def build_motor(cfg: MotorConfig) -> Motor:
     Raises:
         ConfigError: bad calibration file.
         PigpioUnavailable: pigpio backend without the ``hardware`` extra, or pigpiod down.
+        LgpioUnavailable: lgpio backend without lgpio, or the GPIO chip or a line unavailable.
     """
     params = load_calibration(cfg.calibration_file)
-    if cfg.backend == "pigpio":
-        return PigpioMotor(params)
+    driver = GPIO_MOTORS.get(cfg.backend)
+    if driver is not None:
+        return driver(params)
     if params.dt != cfg.period_s:
         params = params.replace(dt=cfg.period_s)
     return SimMotor(params, quantize=cfg.sim_quantize, deadband=cfg.sim_deadband)

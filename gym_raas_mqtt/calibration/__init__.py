@@ -15,6 +15,7 @@ A calibration file looks like::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def params_from_mapping(data: dict[str, Any], source: str = "<mapping>") -> Pend
     fields = {f.name: f for f in dataclasses.fields(PendulumParams)}
     values: dict[str, Any] = {}
     for key, value in model.items():
-        if key not in fields or key == "calibration_id":
+        if key not in fields or key in ("calibration_id", "calibration_sha256"):
             raise ConfigError(f"{source}: unknown model parameter {key!r}")
         want = int if fields[key].type in ("int", int) else float
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -59,19 +60,22 @@ def params_from_mapping(data: dict[str, Any], source: str = "<mapping>") -> Pend
 
 
 def load_calibration(path: str | Path | None = None) -> PendulumParams:
-    """Read a calibration file (the bundled default when ``path`` is None).
+    """Read a calibration file (the bundled default when ``path`` is None); the parameters carry
+    the file's SHA-256 next to its id.
 
     Raises:
         ConfigError: the file is missing, not TOML, or invalid.
     """
     path = Path(path) if path else DEFAULT_FILE
     try:
-        data = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read calibration file {path}: {e}") from e
-    except tomllib.TOMLDecodeError as e:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return params_from_mapping(data, str(path))
+    params = params_from_mapping(data, str(path))
+    return params.replace(calibration_sha256=hashlib.sha256(raw).hexdigest())
 
 
 def dump_calibration(params: PendulumParams, notes: str = "") -> str:
@@ -82,7 +86,7 @@ def dump_calibration(params: PendulumParams, notes: str = "") -> str:
     lines.append("")
     lines.append("[model]")
     for f in dataclasses.fields(PendulumParams):
-        if f.name == "calibration_id":
+        if f.name in ("calibration_id", "calibration_sha256"):
             continue
         lines.append(f"{f.name} = {getattr(params, f.name)!r}")
     return "\n".join(lines) + "\n"

@@ -1,7 +1,11 @@
-"""paho-mqtt construction shared by every component: MQTT 5, VERSION2 callbacks, TCP_NODELAY.
+"""paho-mqtt construction shared by every component: MQTT 5, VERSION2 callbacks, TCP_NODELAY, TLS.
 
 paho does not set TCP_NODELAY; without it a QoS 1 round trip costs ~40 ms on loopback (Nagle plus the
 delayed-ACK timer, see ../shared/reference/bus-protocol.md), so every socket gets it here.
+
+An ``mqtts://`` address gets TLS 1.2 or later with the server's certificate verified against the
+address's CA file (or the system's trust store) and its host name checked: there is no switch to
+turn verification off.
 
 Services use :class:`gym_raas_mqtt.mqtt.Link`, built on these functions. Only the two hot loops (the
 env's bus backend and the motor node) call them directly, to own their network loop.
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+import ssl
 import threading
 import uuid
 from typing import Any
@@ -64,6 +69,33 @@ def _set_nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
         log.warning("could not set TCP_NODELAY: %s", e)
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when its handshake fails: paho drops such a socket without closing it, and
+    a client retrying in the background would leak one per attempt."""
+
+    def do_handshake(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().do_handshake(*args, **kwargs)
+        except OSError:
+            self.close()
+            raise
+
+
+def tls_context(address: BrokerAddress) -> ssl.SSLContext:
+    """The client TLS context for ``address``: TLS ≥ 1.2, certificate required and verified
+    against ``address.ca_file`` (the system's trust store when None), host name checked.
+
+    Raises:
+        OSError: the CA file cannot be read. ssl.SSLError: it holds no usable certificate.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=address.ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = True
+    context.sslsocket_class = _ClosingSSLSocket
+    return context
+
+
 def set_will(client: paho.Client, will: Will) -> None:
     """Set (or replace, while disconnected) the last will ``client`` sends with its next CONNECT."""
     client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain,
@@ -76,7 +108,7 @@ def make_client(address: BrokerAddress, client_id: str | None = None, *, will: W
     """Create (not connect) a paho client configured the way the whole project expects.
 
     Args:
-        address: broker to use.
+        address: broker to use (``tls``: see :func:`tls_context`).
         client_id: MQTT client id; random when None. Brokers bind ids to credentials.
         will: the last will, or None.
         session_expiry_s: MQTT 5 session expiry interval in s (0 = session ends on disconnect).
@@ -85,6 +117,9 @@ def make_client(address: BrokerAddress, client_id: str | None = None, *, will: W
 
     Returns:
         The client; call :func:`connect` to connect it.
+
+    Raises:
+        OSError, ssl.SSLError: a TLS address's CA file cannot be used.
     """
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
@@ -94,6 +129,8 @@ def make_client(address: BrokerAddress, client_id: str | None = None, *, will: W
         userdata=userdata,
     )
     client.on_socket_open = _set_nodelay
+    if address.tls:
+        client.tls_set_context(tls_context(address))
     if address.username:
         client.username_pw_set(address.username, address.password)
     if will is not None:
@@ -110,7 +147,8 @@ def connect(client: paho.Client, keepalive_s: int = 15, *, async_: bool = False)
         async_: use ``connect_async`` (returns at once; ``loop_start`` retries until it succeeds).
 
     Raises:
-        OSError: the broker is unreachable (synchronous mode only).
+        OSError: the broker is unreachable (synchronous mode only); ssl.SSLError (an OSError)
+            when the TLS handshake fails, e.g. an untrusted certificate or a wrong host name.
     """
     address, clean_start, expiry = client._raas_connect_args  # type: ignore[attr-defined]
     props = Properties(PacketTypes.CONNECT)

@@ -20,6 +20,7 @@ presence rules need (house-style boundary 3, Sparkplug's bdSeq):
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from typing import Any, Callable, Iterable
 
@@ -116,10 +117,14 @@ class Link:
 
         Raises:
             BrokerUnreachable: nothing answers at the address.
-            ConnectionRefused: refused, a subscription refused, or no answer within ``timeout_s``.
+            ConnectionRefused: refused, a subscription refused, no answer within ``timeout_s``,
+                or (TLS) the broker's certificate is not trusted or does not name its host.
         """
         try:
             connect(self.client, self._keepalive_s, async_=timeout_s is None)
+        except ssl.SSLError as e:  # an OSError too, but retrying cannot help: say what failed
+            raise ConnectionRefused(f"{self.name} broker {self.address.url()}: TLS handshake "
+                                    f"failed: {e}") from e
         except OSError as e:
             raise BrokerUnreachable(f"{self.name} broker {self.address.url()} unreachable: "
                                     f"{e}") from e

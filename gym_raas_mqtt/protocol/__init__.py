@@ -8,7 +8,7 @@ dataclasses: anything off the schema raises :class:`ProtocolError` and nothing e
 =================  ===========================================================================
 ``states``         node, job, motor and env states; command, source and log-stream kinds
 ``codec``          the :class:`Message` base: encoding, validation, ids, size limits
-``central``        messages on the central broker (presence, job executions, state, telemetry)
+``central``        messages on the central broker (presence, health, jobs, telemetry, logs)
 ``local``          messages on a node-local broker (env ⇄ motor node ⇄ agent)
 ``topics``         the topic table and the functions that build, filter and parse topics
 =================  ===========================================================================
@@ -22,8 +22,8 @@ the researcher's env as well as by every service, without loading gymnasium or n
 from gym_raas_mqtt.errors import ProtocolError
 from gym_raas_mqtt.protocol.central import (TELEMETRY_COLUMNS, DispatcherState, JobAssignment,
                                             JobSource, JobStatus, JobUpdate, JobUpdateReply,
-                                            LogChunk, NodeCommand, NodeMeta, NodeState,
-                                            TelemetryBatch)
+                                            LogChunk, NodeCommand, NodeHeartbeat, NodeMeta,
+                                            NodeSelfTest, NodeState, TelemetryBatch)
 from gym_raas_mqtt.protocol.codec import (ID_PATTERN, MAX_LIST_ITEMS, MAX_PAYLOAD_BYTES,
                                           MAX_STRING_CHARS, PROTOCOL_VERSION, ROOT, Message,
                                           check_id, id_field)
@@ -41,7 +41,8 @@ __all__ = [
     "Action", "DispatcherState", "EStop", "EnvState", "EnvStatus", "ID_PATTERN", "JobAssignment",
     "JobBinding", "JobSource", "JobState", "JobStatus", "JobUpdate", "JobUpdateReply", "LogChunk",
     "LogStream", "MAX_LIST_ITEMS", "MAX_PAYLOAD_BYTES", "MAX_STRING_CHARS", "Message",
-    "MotorState", "MotorStatus", "NodeCommand", "NodeCommandKind", "NodeMeta", "NodeState",
+    "MotorState", "MotorStatus", "NodeCommand", "NodeCommandKind", "NodeHeartbeat", "NodeMeta",
+    "NodeSelfTest", "NodeState",
     "NodeStatus", "Observation", "PROTOCOL_VERSION", "ParsedTopic", "ProtocolError", "ROOT",
     "ResetReply", "ResetRequest", "SelfTestReply", "SelfTestRequest", "SourceKind",
     "TELEMETRY_COLUMNS", "TERMINAL_STATES", "TOPICS", "TelemetryBatch", "TopicKind", "TopicSpec",

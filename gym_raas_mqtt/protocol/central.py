@@ -1,4 +1,4 @@
-"""Messages on the central broker: presence, job executions, job state, telemetry and logs."""
+"""Messages on the central broker: presence, health, job executions, state, telemetry and logs."""
 
 from __future__ import annotations
 
@@ -38,6 +38,29 @@ class NodeMeta(Message):
     ts: float
     image_digest: str | None = None
     hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeHeartbeat(Message):
+    """A node's agent is alive: sent from its control loop every ``RAAS_AGENT_HEARTBEAT_S``
+    (QoS 0, never retained), so "last seen" stays fresh between state changes."""
+
+    session: int  # the session of the connection it was sent on (see NodeState)
+    ts: float  # s since the epoch, the node's clock
+
+
+@dataclass(frozen=True)
+class NodeSelfTest(Message):
+    """A node's self-test result (between jobs), for the fleet's health history; never retained."""
+
+    ok: bool
+    ts: float  # when it ended, s since the epoch (the node's clock)
+    duration_s: float  # how long the whole check took [s]
+    stage: str = "pendulum"  # the last stage reached: motor, runner, job_path or pendulum
+    reason: str | None = None  # why it failed, one line
+    max_error_rad: float | None = None  # largest |θ − θ_model| of the excitation [rad]
+    rms_error_rad: float | None = None  # its RMS [rad]
+    details: dict[str, Any] = field(default_factory=dict)  # the motor node's measurements
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class MotorState(Message):
     # What the env's bus backend takes as its params (dt = 1/rate_hz); None from older nodes.
     backend: str | None = None  # "sim" or "pigpio"
     calibration_id: str | None = None
+    calibration_sha256: str | None = None  # of the calibration file (see PendulumParams)
     max_action: float | None = None  # |u| limit the motor node clamps to
     max_speed: float | None = None  # rad/s, observation bound
 

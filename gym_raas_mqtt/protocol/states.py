@@ -68,6 +68,7 @@ class NodeCommandKind(str, enum.Enum):
     RESUME = "resume"  # undo drain
     CANCEL_JOB = "cancel_job"
     CLEAR_MAINTENANCE = "clear_maintenance"
+    MAINTENANCE = "maintenance"  # take no job until clear_maintenance (``reason`` says why)
 
 
 class SourceKind(str, enum.Enum):

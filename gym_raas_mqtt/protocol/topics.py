@@ -9,8 +9,9 @@ from typing import Mapping
 
 from gym_raas_mqtt.errors import ProtocolError
 from gym_raas_mqtt.protocol.central import (DispatcherState, JobAssignment, JobStatus, JobUpdate,
-                                            JobUpdateReply, LogChunk, NodeCommand, NodeMeta,
-                                            NodeState, TelemetryBatch)
+                                            JobUpdateReply, LogChunk, NodeCommand,
+                                            NodeHeartbeat, NodeMeta, NodeSelfTest, NodeState,
+                                            TelemetryBatch)
 from gym_raas_mqtt.protocol.codec import ID_PATTERN, ROOT, Message, check_id
 from gym_raas_mqtt.protocol.local import (Action, EnvState, EStop, JobBinding, MotorState,
                                           Observation, ResetReply, ResetRequest, SelfTestReply,
@@ -23,6 +24,8 @@ class TopicKind(str, enum.Enum):
     DISPATCHER_STATE = "dispatcher_state"
     NODE_STATE = "node_state"
     NODE_META = "node_meta"
+    NODE_HEARTBEAT = "node_heartbeat"
+    NODE_SELFTEST = "node_selftest"
     NODE_CMD = "node_cmd"
     NODE_JOB_NEXT = "node_job_next"
     NODE_JOB_UPDATE = "node_job_update"
@@ -72,8 +75,16 @@ TOPICS: Mapping[TopicKind, TopicSpec] = {
                                           "dispatcher → all"),
     TopicKind.NODE_STATE: TopicSpec(_t("nodes/{node}/state"), 1, True, NodeState, "node → all"),
     TopicKind.NODE_META: TopicSpec(_t("nodes/{node}/meta"), 1, True, NodeMeta, "node → all"),
+    # Liveness between state changes (QoS 0: a lost one is replaced by the next) and the history of
+    # self-tests the dispatcher records for the fleet page.
+    TopicKind.NODE_HEARTBEAT: TopicSpec(_t("nodes/{node}/heartbeat"), 0, False, NodeHeartbeat,
+                                        "node → dispatcher, dashboard"),
+    TopicKind.NODE_SELFTEST: TopicSpec(_t("nodes/{node}/selftest"), 1, False, NodeSelfTest,
+                                       "node → dispatcher"),
+    # Operators (raas node send, as admin) and the dispatcher command a node; the dispatcher also
+    # reads them to record drain / resume / maintenance / clear_maintenance.
     TopicKind.NODE_CMD: TopicSpec(_t("nodes/{node}/cmd"), 1, False, NodeCommand,
-                                  "dispatcher → node"),
+                                  "dispatcher, operator → node, dispatcher"),
     TopicKind.NODE_JOB_NEXT: TopicSpec(_t("nodes/{node}/jobs/next"), 1, True, JobAssignment,
                                        "dispatcher → node"),
     TopicKind.NODE_JOB_UPDATE: TopicSpec(_t("nodes/{node}/jobs/{job}/update"), 1, False, JobUpdate,

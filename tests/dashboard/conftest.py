@@ -17,8 +17,9 @@ from dashboard_helpers import User, make_config, make_user
 
 
 @pytest.fixture
-def dash_config(tmp_path: Path) -> DashboardConfig:
-    return make_config(tmp_path)
+def dash_config(tmp_path: Path, db_url: str) -> DashboardConfig:
+    """Every dashboard test runs on SQLite and on PostgreSQL (``db_url`` is parametrised)."""
+    return make_config(tmp_path, database_url=db_url)
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from typing import Any, Iterator
 import pytest
 
 from dashboard_helpers import QUEUE_LIMITS, make_user
-from dispatcher import queue
-from dispatcher.models import database
+from dispatcher import nodes, queue
+from dispatcher.models import Node, database
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.physics import PendulumParams, angle_normalize, reward, step
 from gym_raas_mqtt.protocol import (JobState, JobStatus, LogChunk, LogStream, NodeMeta, NodeState,
@@ -114,6 +114,16 @@ def step_shown(page: Any) -> int:
     return int(m.group(1)) if m else -1
 
 
+def open_page(browser: Any) -> tuple[Any, Any, list[str]]:
+    """A fresh browser context and page, and the list its script errors are collected in."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return context, page, errors
+
+
 def publish_state(live: Any, owner: str, job: str, state: JobState, node: str) -> None:
     live.pub.publish(protocol.topic(TopicKind.JOB_STATE, owner=owner, job=job),
                      JobStatus(job_id=job, owner=owner, state=state, ts=time.time(), execution=1,
@@ -124,11 +134,7 @@ def test_submit_watch_live_and_see_results(live: Any, browser: Any, uid: str,
                                            tmp_path: Path) -> None:
     user = make_user(live.app, uid)
     node = f"{uid}n"
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    context, page, errors = open_page(browser)
 
     # log in and submit (first a bad URL: the form explains what is wrong)
     page.goto(live.url + "/jobs")
@@ -238,5 +244,53 @@ def test_submit_watch_live_and_see_results(live: Any, browser: Any, uid: str,
     assert sorted(names) == ["plot.png", "stdout.log", "summary.json", "telemetry.csv"]
     assert "swing-up done" in page.inner_text("#log")
     shot(page, "job-results")
+    assert not errors, errors
+    context.close()
+
+
+def test_fleet_health_moves_live_and_an_operator_drains(live: Any, browser: Any,
+                                                        uid: str) -> None:
+    """The fleet page: run hours and self-tests from the dispatcher's record, "last seen" moving
+    with the node's heartbeats, and an admin's drain / resume button."""
+    admin = make_user(live.app, f"{uid}op", admin=True)
+    node = f"{uid}f"
+    with database.connection_context():
+        reg = nodes.NodeRegistry()
+        reg.note(node, state="idle", session=1, last_seen=time.time() - 60)
+        reg.flush()
+        nodes.add_run_seconds(node, 7200.0)
+        nodes.record_selftest(node, True, {}, at=time.time() - 30, duration_s=4.0,
+                              max_error_rad=0.0123, rms_error_rad=0.0042)
+    live.pub.publish(protocol.topic(TopicKind.NODE_STATE, node=node),
+                     NodeState(state=NodeStatus.IDLE, session=1, ts=time.time()).to_bytes(),
+                     qos=1, retain=True)
+    context, page, errors = open_page(browser)
+    page.goto(live.url + "/fleet")
+    page.fill("input[name=username]", admin.name)
+    page.fill("input[name=password]", admin.password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/fleet")
+    card = f".node[data-node='{node}']"
+    page.wait_for_selector(card)
+    assert page.inner_text(f"{card} [data-field=run_hours]") == "2.000"
+    assert "0.0123" in page.inner_text(f"{card} table.selftests")
+    seen = f"{card} [data-field=last_seen]"
+    until(page, lambda: page.get_attribute(seen, "data-ts"), what="last seen")
+    first = float(page.get_attribute(seen, "data-ts"))
+    for k in (1, 2):
+        live.pub.publish(protocol.topic(TopicKind.NODE_HEARTBEAT, node=node),
+                         protocol.NodeHeartbeat(session=1, ts=first + k).to_bytes())
+        until(page, lambda k=k: float(page.get_attribute(seen, "data-ts")) == first + k,
+              what="last seen following the heartbeats")
+    page.click(f"{card} button[data-action=drain]")
+    page.wait_for_selector(f"{card} [data-field=draining]")
+    with database.connection_context():
+        assert Node.get_by_id(node).draining
+    shot(page, "fleet-health")
+    page.click(f"{card} button[data-action=resume]")
+    page.wait_for_selector(f"{card} button[data-action=drain]")
+    with database.connection_context():
+        assert not Node.get_by_id(node).draining
+    live.pub.publish(protocol.topic(TopicKind.NODE_STATE, node=node), b"", qos=1, retain=True)
     assert not errors, errors
     context.close()

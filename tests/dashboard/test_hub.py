@@ -172,7 +172,7 @@ def test_subscriber_wires_its_link_to_the_hub() -> None:
     assert sorted(link.options["subscriptions"]) == sorted(
         (protocol.topic_filter(k), protocol.TOPICS[k].qos)
         for k in (TopicKind.JOB_STATE, TopicKind.JOB_TELEMETRY, TopicKind.JOB_LOG,
-                  TopicKind.NODE_STATE, TopicKind.NODE_META))
+                  TopicKind.NODE_STATE, TopicKind.NODE_META, TopicKind.NODE_HEARTBEAT))
     sub.start()
     assert link.started == [None]  # background: the dashboard serves while the broker is away
 

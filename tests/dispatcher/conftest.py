@@ -7,11 +7,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from dispatcher import queue as Q
+from dispatcher.service import Dispatcher
+from dispatcher_fakes import LIMITS, SRC, Clock, FakeNode, settings
 from tests.net import free_port, wait_port
 
 class MiniBroker:
@@ -68,3 +72,50 @@ def mini_broker(tmp_path_factory: pytest.TempPathFactory) -> MiniBroker:
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def env(request, mini_broker, tmp_path, uid):
+    """A running in-process dispatcher with an injected clock, plus helpers (SQLite unless the
+    test parametrises ``env`` indirectly with ``"postgresql"``)."""
+    clock = Clock()
+    if getattr(request, "param", "sqlite") == "postgresql":
+        db_url = request.getfixturevalue("db_url_postgresql")
+    else:
+        db_url = f"sqlite:///{tmp_path / 'raas.db'}"
+    cfg = settings(mini_broker, db_url, uid)
+    disp = Dispatcher(cfg, LIMITS, clock=clock)
+    disp.start()
+    assert disp.ready.wait(5)
+    nodes: list[FakeNode] = []
+
+    class Env:
+        broker, dispatcher, config = mini_broker, disp, cfg
+
+        @staticmethod
+        def node(name: str, session: int = 1) -> FakeNode:
+            n = FakeNode(mini_broker.admin, f"{uid}-{name}", session).start()
+            nodes.append(n)
+            deadline = time.monotonic() + 5  # until the dispatcher has seen its birth
+            while getattr(disp.nodes.get(n.node_id), "session", None) != session:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            return n
+
+        @staticmethod
+        def submit(owner: str = "alice", time_limit_s: float = 10, max_running: int = 1) -> str:
+            Q.ensure_owner(owner, max_running)
+            clock.advance(0.001)  # distinct submit times: FIFO is by submit time
+            return Q.enqueue(owner, SRC, time_limit_s, limits=disp.limits, now=clock()).id
+
+        @staticmethod
+        def advance(s: float) -> None:
+            clock.advance(s)
+            disp.tick_now()
+            disp.wait_idle()
+
+    Env.clock = clock
+    yield Env
+    for n in nodes:
+        n.close()
+    disp.stop()

@@ -1,4 +1,5 @@
-"""Scripted fake fleet nodes for the dispatcher's service tests: real paho clients, real topics.
+"""Scripted fake fleet nodes for the dispatcher's service tests: real paho clients, real topics
+(and the service tests' clock, settings and policy).
 
 A :class:`FakeNode` speaks the node side of docs/job-lifecycle.md by hand: it publishes its retained
 state (with a session and a ``lost`` will), collects what arrives on its ``jobs/next``, ``cmd`` and
@@ -12,10 +13,43 @@ import threading
 import time
 from typing import Any
 
+from dispatcher.config import DispatcherConfig
+from dispatcher.limits import QueueLimits
 from gym_raas_mqtt import mqtt, protocol
-from gym_raas_mqtt.protocol import JobState, NodeStatus, TopicKind
+from gym_raas_mqtt.config import load
+from gym_raas_mqtt.protocol import JobSource, JobState, NodeStatus, SourceKind, TopicKind
 
 WAIT_S = 5.0
+SRC = JobSource(SourceKind.GIT, url="https://example.org/u/ctrl.git")
+
+
+class Clock:
+    """An injected wall clock that only moves when told."""
+
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, s: float) -> None:
+        self.t += s
+
+
+def settings(broker, db_url: str, uid: str, **kw) -> DispatcherConfig:
+    return load(DispatcherConfig, environ={}, database_url=db_url,
+                mqtt_url=broker.url, mqtt_username=None, client_id=f"disp-{uid}",
+                lost_grace_s=10.0, tick_s=0.05, **kw)
+
+
+LIMITS = QueueLimits(accept_timeout_s=5.0, time_limit_grace_s=2.0, cancel_grace_s=5.0)
+
+
+def wait_until(pred, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
 
 
 class FakeNode:

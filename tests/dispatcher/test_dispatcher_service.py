@@ -13,94 +13,13 @@ from pathlib import Path
 import pytest
 
 from dispatcher import queue as Q
-from dispatcher.config import DispatcherConfig
-from dispatcher.limits import QueueLimits
 from dispatcher.models import JobEvent, Node, init_db
-from dispatcher.service import Dispatcher
-from dispatcher_fakes import FakeNode, Watcher
+from dispatcher_fakes import LIMITS, SRC, FakeNode, Watcher, wait_until
 from gym_raas_mqtt import protocol
-from gym_raas_mqtt.config import load
-from gym_raas_mqtt.protocol import JobSource, JobState, NodeStatus, SourceKind, TopicKind
+from gym_raas_mqtt.protocol import JobState, NodeStatus, TopicKind
 
 pytestmark = pytest.mark.broker
-SRC = JobSource(SourceKind.GIT, url="https://example.org/u/ctrl.git")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Clock:
-    """An injected wall clock that only moves when told."""
-
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, s: float) -> None:
-        self.t += s
-
-
-def settings(broker, db_url: str, uid: str, **kw) -> DispatcherConfig:
-    return load(DispatcherConfig, environ={}, database_url=db_url,
-                mqtt_url=broker.url, mqtt_username=None, client_id=f"disp-{uid}",
-                lost_grace_s=10.0, tick_s=0.05, **kw)
-
-
-LIMITS = QueueLimits(accept_timeout_s=5.0, time_limit_grace_s=2.0, cancel_grace_s=5.0)
-
-
-@pytest.fixture
-def env(request, mini_broker, tmp_path, uid):
-    """A running in-process dispatcher with an injected clock, plus helpers (SQLite unless the
-    test parametrises ``env`` indirectly with ``"postgresql"``)."""
-    clock = Clock()
-    if getattr(request, "param", "sqlite") == "postgresql":
-        db_url = request.getfixturevalue("db_url_postgresql")
-    else:
-        db_url = f"sqlite:///{tmp_path / 'raas.db'}"
-    cfg = settings(mini_broker, db_url, uid)
-    disp = Dispatcher(cfg, LIMITS, clock=clock)
-    disp.start()
-    assert disp.ready.wait(5)
-    nodes: list[FakeNode] = []
-
-    class Env:
-        broker, dispatcher, config = mini_broker, disp, cfg
-
-        @staticmethod
-        def node(name: str, session: int = 1) -> FakeNode:
-            n = FakeNode(mini_broker.admin, f"{uid}-{name}", session).start()
-            nodes.append(n)
-            deadline = time.monotonic() + 5  # until the dispatcher has seen its birth
-            while getattr(disp.nodes.get(n.node_id), "session", None) != session:
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
-            return n
-
-        @staticmethod
-        def submit(owner: str = "alice", time_limit_s: float = 10, max_running: int = 1) -> str:
-            Q.ensure_owner(owner, max_running)
-            clock.advance(0.001)  # distinct submit times: FIFO is by submit time
-            return Q.enqueue(owner, SRC, time_limit_s, limits=disp.limits, now=clock()).id
-
-        @staticmethod
-        def advance(s: float) -> None:
-            clock.advance(s)
-            disp.tick_now()
-            disp.wait_idle()
-
-    Env.clock = clock
-    yield Env
-    for n in nodes:
-        n.close()
-    disp.stop()
-
-
-def wait_until(pred, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
 
 
 def events(job_id: str) -> list[tuple[str | None, str]]:

@@ -432,6 +432,36 @@ def test_assign_batch_sends_requeued_job_elsewhere_but_never_starves_it(db):
     assert Q.queue_positions(1) == {third: 1}
 
 
+def test_requeued_job_waits_for_a_busy_node_rather_than_return_where_it_failed(db):
+    first, later = submit("a", 0), submit("b", 1)
+    Q.assign(first, "n1", limits=LIM, now=2)
+    Q.error_and_requeue(first, 1, "docker died", now=3)
+    assert Q.get_job(first).reason == "requeued after an error on n1 (docker died)"
+    # n1 is free but failed it; n2 is busy: the requeued job waits, the next one takes n1
+    got = Q.assign_batch(["n1"], limits=LIM, now=4, busy=["n2"])
+    assert [(n, j.id) for n, j, _ in got] == [("n1", later)]
+    assert state_of(first) == ("queued", "error") and Q.errored_on([first]) == {first: {"n1"}}
+    assert [(r.job_id, r.node_id, r.error) for r in Q.requeued_jobs()] == [
+        (first, "n1", "docker died")]
+    got = Q.assign_batch(["n2"], limits=LIM, now=5, busy=["n1"])  # n2 is free now
+    assert [(n, j.id, e.number) for n, j, e in got] == [("n2", first, 2)]
+    assert Q.get_job(first).reason == "attempt 2 on n2 after an error on n1"
+    assert Q.requeued_jobs() == []
+
+
+def test_wait_reason_is_written_only_while_queued(db):
+    jid = submit()
+    Q.assign(jid, "n1", limits=LIM, now=1)
+    Q.error_and_requeue(jid, 1, "lost", now=2)
+    n = n_events(jid)
+    assert Q.note_wait(jid, "requeued …; waiting for another node (n2)")
+    assert not Q.note_wait(jid, "requeued …; waiting for another node (n2)")  # unchanged
+    assert Q.get_job(jid).reason.endswith("(n2)") and n_events(jid) == n  # no event
+    Q.assign(jid, "n2", limits=LIM, now=3)
+    assert not Q.note_wait(jid, "waiting")
+    assert Q.get_job(jid).reason == "attempt 2 on n2 after an error on n1"
+
+
 def test_extend_accept_deadlines_after_reconnect(db):
     a, b = submit("a", 0), submit("b", 1)
     Q.assign(a, "n1", limits=LIM, now=100)  # deadline 130

@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -83,6 +82,10 @@ def test_tag_is_the_inputs_hash_and_the_id_is_recorded(current_image, docker):
     assert image.attrs["Config"]["User"] == "10001:10001"
     assert image.attrs["Config"]["WorkingDir"] == "/job"
     assert image.attrs["Config"]["Cmd"] == ["python3", "-u", "run.py"]
+    # the native build is this machine's architecture, also recorded under that architecture
+    assert info["arch"] == image.attrs["Architecture"] and info["latest"] == "raas-runner:latest"
+    per_arch = json.loads((ROOT / "var" / f"raas-runner-{info['arch']}.json").read_text())
+    assert per_arch == info
 
 
 def test_image_holds_the_pinned_packages_and_only_the_env_package(current_image, docker,

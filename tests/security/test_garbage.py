@@ -181,7 +181,8 @@ def test_garbage_to_the_dispatcher_loses_no_update(broker, tmp_path, uid, drops,
                                             provision.ensure_node(broker.admin, other)))
         bridge = Sender(broker.address(provision.bridge_username(other),
                                        provision.ensure_bridge(broker.admin, other)))
-        senders += [agent_login, bridge]
+        operator = Sender(broker.admin)  # raas node send's login: the dispatcher reads cmd
+        senders += [agent_login, bridge, operator]
         # a node's meta before its state: the registry creates a complete row (no NOT NULL)
         meta = protocol.NodeMeta(backend="sim", software_version="x", calibration_id="c",
                                  ts=time.time())
@@ -196,6 +197,10 @@ def test_garbage_to_the_dispatcher_loses_no_update(broker, tmp_path, uid, drops,
              (DISPATCHER,), drops)
         fuzz(agent_login, protocol.topic(K.NODE_JOB_LOG, node=other, job="j1"), (RELAY,),
              drops)
+        fuzz(agent_login, protocol.topic(K.NODE_HEARTBEAT, node=other), (DISPATCHER, HUB),
+             drops)
+        fuzz(agent_login, protocol.topic(K.NODE_SELFTEST, node=other), (DISPATCHER,), drops)
+        fuzz(operator, protocol.topic(K.NODE_CMD, node=other), (DISPATCHER,), drops)
         fuzz(bridge, protocol.topic(K.NODE_JOB_TELEMETRY, node=other, job="j1"), (RELAY,),
              drops)
         bridge.send(protocol.topic(K.NODE_BRIDGE, node=other), b"not 0 or 1")

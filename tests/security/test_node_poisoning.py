@@ -146,7 +146,9 @@ def next_job_runs_normally(dispatcher, node, tmp_path) -> None:
 
 
 def retained(node, kind: TopicKind) -> list:
-    """The retained messages on this node's topic of ``kind`` (as the broker's admin)."""
+    """The retained messages on this node's topic of ``kind`` (as the broker's admin), once the
+    node is idle again: its check between jobs drives the env too, then clears what it left."""
+    wait_for(lambda: node.agent.status is NodeStatus.IDLE, 30, "the node idle after its check")
     rec = Recorder(node.local.admin_address, protocol.topic(kind, node=node.node_id))
     time.sleep(0.5)
     rec.close()

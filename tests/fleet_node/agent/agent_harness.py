@@ -180,7 +180,8 @@ class Node:
     def config(self, **overrides: Any) -> AgentConfig:
         values = dict(node_id=self.node_id, data_dir=self.data_dir, store_url=self.store.url,
                       local_socket=self.local.socket_path, clone_schemes=("file",),
-                      will_delay_s=2, keepalive_s=5, update_retry_s=1.0, start_timeout_s=5.0,
+                      will_delay_s=2, keepalive_s=5, heartbeat_s=30.0, update_retry_s=1.0,
+                      start_timeout_s=5.0,
                       selftest_timeout_s=10.0, maintenance_retry_s=1.0, motor_wait_s=2.0,
                       log_flush_s=0.05)
         values.update(overrides)

@@ -27,7 +27,7 @@ def node(broker, tmp_path, uid):
 def test_job_in_docker_end_to_end(dispatcher, node, docker, runner_image, tmp_path):  # noqa: F811
     runner = DockerRunner(RunnerConfig(image=runner_image))
     agent = node.start_agent(runner=runner)
-    assert agent._meta().image_digest == runner.image_id()
+    assert agent.presence.meta().image_digest == runner.image_id()
     url = git_repo(tmp_path / "repo", {"run.py": RUN_ENV})
     job_id = Q.enqueue("alice", JobSource(SourceKind.GIT, url=url), 60.0,
                        limits=dispatcher.limits).id

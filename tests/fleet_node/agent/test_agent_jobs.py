@@ -3,6 +3,7 @@ brokers; user code runs as a plain subprocess here (the Docker runner has its ow
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
@@ -12,7 +13,9 @@ from dispatcher import queue as Q
 from dispatcher.config import DispatcherConfig
 from dispatcher.limits import QueueLimits
 from dispatcher.service import Dispatcher
+import raas_platform
 from gym_raas_mqtt import protocol, results
+from gym_raas_mqtt.calibration import DEFAULT_FILE
 from gym_raas_mqtt.config import load
 from gym_raas_mqtt.protocol import JobSource, JobState, NodeStatus, SourceKind, TopicKind
 from tests.fleet_node.agent.agent_harness import Recorder, git_repo, make_node, wait_for
@@ -94,6 +97,9 @@ def test_job_end_to_end(dispatcher, node, watch, tmp_path):
     assert summary["episodes"] == 1 and summary["commit_sha"] == job.commit_sha
     assert summary["node_id"] == node.node_id and summary["owner"] == "alice"
     assert summary["calibration_id"] and summary["image_digest"].startswith("sha256:")
+    # what ran it, for a later comparison: the platform's version, the calibration file's hash
+    assert summary["platform_version"] == raas_platform.__version__ != "unknown"
+    assert summary["calibration_sha256"] == hashlib.sha256(DEFAULT_FILE.read_bytes()).hexdigest()
     assert job.summary["return"] == pytest.approx(summary["return"])
     stdout = node.store.get_bytes(f"results/{job_id}/stdout.log").decode()
     assert f"return {summary['return']:.4f}" in stdout
@@ -103,6 +109,8 @@ def test_job_end_to_end(dispatcher, node, watch, tmp_path):
     assert any("commit" in ln for ln in lines)
     # Node states: busy with the job, then resetting (self-test), then idle again.
     wait_for(lambda: agent.status is NodeStatus.IDLE, what="idle after the job")
+    # the agent's status changes just before it publishes it: wait for the message too
+    wait_for(lambda: watch.states()[-1].state is NodeStatus.IDLE, what="idle published")
     seq = [(s.state, s.job_id) for s in watch.states()]
     busy = seq.index((NodeStatus.BUSY, job_id))
     assert (NodeStatus.RESETTING, None) in seq[busy:] and seq[-1] == (NodeStatus.IDLE, None)

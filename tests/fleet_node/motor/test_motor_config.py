@@ -38,3 +38,19 @@ def test_build_motor_uses_the_calibration_file_and_the_loop_period(tmp_path):
     assert motor.name == "sim"
     assert (motor.params.dt, motor.params.action_gain, motor.params.calibration_id) == (
         0.02, 7.5, "pi-7-2026")
+
+
+def test_build_motor_picks_the_gpio_backend(monkeypatch):
+    """RAAS_MOTOR_BACKEND=lgpio reaches LgpioMotor (here without lgpio installed: its clear error);
+    a real pendulum has a clock, so lockstep stays the simulation's."""
+    import sys
+
+    from fleet_node.motor.lgpio_motor import LgpioUnavailable
+    from fleet_node.motor.node import build_motor
+
+    assert load(MotorConfig, environ={"RAAS_MOTOR_BACKEND": "lgpio"}).backend == "lgpio"
+    with pytest.raises(ConfigError):
+        load(MotorConfig, environ={"RAAS_MOTOR_BACKEND": "lgpio", "RAAS_MOTOR_LOCKSTEP": "1"})
+    monkeypatch.setitem(sys.modules, "lgpio", None)  # not installed
+    with pytest.raises(LgpioUnavailable, match="not installed"):
+        build_motor(MotorConfig(backend="lgpio"))
