@@ -35,9 +35,13 @@ def retained(broker, topic: str, timeout_s: float = 2.0) -> bytes:
 
 
 def test_assignment_run_succeed(env):
-    node = env.node("a")
     watch = Watcher(env.broker.admin, protocol.topic_filter(TopicKind.JOB_STATE))
     jid = env.submit()
+    # The retained state is the latest one: a job assigned before the dispatcher read its submission
+    # skips "queued". Bring the node only once "queued" went out, so every state is published.
+    _, payload, _ = watch.wait_for(lambda t, p, r: jid in t)
+    states = [protocol.JobStatus.from_bytes(payload).state.value]
+    node = env.node("a")
     a = node.assignment()
     assert (a.job_id, a.owner, a.execution, a.version, a.source, a.time_limit_s) == (
         jid, "alice", 1, 1, SRC, 10)
@@ -47,8 +51,7 @@ def test_assignment_run_succeed(env):
     ok, r = node.update(jid, 1, JobState.SUCCEEDED, 2, result_key="res/x", commit_sha="abc")
     assert ok and r.version == 3
     node.cleared()  # jobs/next withdrawn once the execution ended
-    states = []
-    while not states or states[-1] != "succeeded":
+    while states[-1] != "succeeded":
         _, payload, _ = watch.wait_for(lambda t, p, r: jid in t)
         states.append(protocol.JobStatus.from_bytes(payload).state.value)
     assert states == ["queued", "assigned", "running", "succeeded"]
