@@ -24,7 +24,7 @@ system-deps:
 $(VENV)/.installed: setup.cfg pyproject.toml raas-platform/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -e . -e "./raas-platform[$(EXTRAS)]"
+	$(PIP) install -q -e ".[dataset]" -e "./raas-platform[$(EXTRAS)]"
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -68,6 +68,7 @@ bench: system-deps venv  ## every benchmark; each prints its numbers (see docs/p
 	$(PY) bench/broker.py
 	$(PY) bench/dispatch.py
 	$(PY) bench/telemetry_latency.py
+	$(PY) bench/bundle_report.py
 	@scripts/dockerd.sh start && $(PY) bench/runner_latency.py
 
 clean:

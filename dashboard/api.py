@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from broker_config.provision import ensure_user, user_username
-from dashboard import accounts, fleet, jobs, openapi
+from dashboard import accounts, fleet, jobs, openapi, runs, telemetry, timeline
 from dashboard.errors import json_error
-from dashboard.submission import SubmissionError, archive_source, check_time_limit, git_source
+from dashboard.submission import (SubmissionError, archive_source, check_time_limit, git_source,
+                                  run_metadata, text_metadata)
 from dashboard.submission import submit as submit_job
 from dispatcher import queue
 from dispatcher.models import ApiToken, Job
@@ -29,6 +30,8 @@ from gym_raas_mqtt.protocol import JobState
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC_ENDPOINTS = {"api.openapi_document", "api.create_token"}
+METADATA_FIELDS = ("name", "tags", "notes", "args", "env")
+"""A submission's run metadata, in the order of :func:`dashboard.submission.run_metadata`."""
 
 
 class ApiError(Exception):
@@ -182,9 +185,10 @@ def create_job() -> Any:
     ctype = request.mimetype
     if ctype == "application/json":
         body = _json_body()
-        unknown = set(body) - {"url", "ref", "time_limit_s"}
+        unknown = set(body) - {"url", "ref", "time_limit_s", *METADATA_FIELDS}
         if unknown:
             raise ApiError(400, "invalid", f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
+        meta = run_metadata(*(body.get(k) for k in METADATA_FIELDS))
         source = git_source(body.get("url"), body.get("ref"))
         time_limit = check_time_limit(body.get("time_limit_s"), queue_limits)
     elif ctype == "multipart/form-data":
@@ -192,13 +196,14 @@ def create_job() -> Any:
         if upload is None:
             raise ApiError(400, "invalid", "multipart submissions need an 'archive' file part")
         time_limit = check_time_limit(request.form.get("time_limit_s"), queue_limits)
+        meta = text_metadata(request.form)
         data = upload.stream.read(limits.max_upload_bytes + 1)
         source = archive_source(jobs.store(), g.user.name, upload.filename or "", data, limits)
     else:
         raise ApiError(415, "unsupported_media_type", "send application/json (git) or "
                        "multipart/form-data with an 'archive' part (.tar.gz/.zip)")
     try:
-        job = submit_job(g.user.name, source, time_limit, queue_limits)
+        job = submit_job(g.user.name, source, time_limit, queue_limits, meta)
     except RaasError as e:
         raise ApiError(400, "rejected", str(e)) from None
     resp = jsonify(jobs.job_view(Job.get_by_id(job.id), detail=True))
@@ -222,22 +227,31 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 
 @bp.get("/jobs")
 def list_jobs() -> Any:
-    """The caller's jobs (an admin's: everyone's), newest first, filtered by ``state``."""
-    state = request.args.get("state")
-    if state is not None and state not in {s.value for s in JobState}:
-        allowed = ", ".join(s.value for s in JobState)
-        raise ApiError(400, "invalid", f"state must be one of {allowed}")
-    limit = _int_arg("limit", 50, 1, jobs.MAX_LIST)
-    offset = _int_arg("offset", 0, 0, 10**9)
-    rows = jobs.visible_jobs(limit, state, offset)
-    positions = jobs.queue_positions()
-    return jsonify({"jobs": [jobs.job_view(j, positions=positions) for j in rows]})
+    """The runs table: the caller's jobs (an admin's: everyone's), sorted, filtered, searched
+    and paginated on the server (:mod:`dashboard.runs`)."""
+    try:
+        query = runs.parse_query(request.args, g.user)
+    except runs.RunsQueryError as e:
+        raise ApiError(e.status, "forbidden" if e.status == 403 else "invalid", str(e)) from None
+    page = runs.runs_page(query, g.user)
+    return jsonify({"jobs": jobs.job_views(page.jobs), "total": page.total,
+                    "page": query.page, "pages": page.pages, "per_page": query.per_page,
+                    "sort": query.sort})
 
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Any:
     """One job in detail (with live progress while it runs)."""
     return jsonify(jobs.job_view(jobs.load_job(job_id), detail=True))
+
+
+@bp.get("/jobs/<job_id>/events")
+def get_job_events(job_id: str) -> Any:
+    """A job's event timeline and live facts (:mod:`dashboard.timeline`)."""
+    job = jobs.load_job(job_id)
+    return jsonify({"job_id": job.id, "state": job.state, "events": timeline.job_timeline(job),
+                    "facts": timeline.live_facts(job, jobs.hub().live_progress(job.id),
+                                                 jobs.queue_position(job))})
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -267,10 +281,29 @@ def get_result(job_id: str, name: str) -> Any:
     """One result file (``plot.png`` inline, the others as attachments)."""
     job = jobs.load_job(job_id)
     data, ctype = jobs.result_bytes(job, name)
-    disposition = "inline" if name == "plot.png" else "attachment"
+    disposition = "inline" if name in ("plot.png", "sim_vs_real.png") else "attachment"
     return Response(data, content_type=ctype, headers={
         "Content-Disposition": f'{disposition}; filename="{job.id}-{name}"',
         "Cache-Control": "private, max-age=60"})
+
+
+@bp.get("/jobs/<job_id>/telemetry")
+def get_telemetry(job_id: str) -> Any:
+    """A finished job's telemetry as chart columns, min/max-decimated to ``max_points`` rows."""
+    job = jobs.load_job(job_id)
+    try:
+        names = telemetry.parse_columns(request.args.get("columns"))
+    except ValueError as e:
+        raise ApiError(400, "invalid", f"columns: {e}") from None
+    max_points = _int_arg("max_points", telemetry.DEFAULT_MAX_POINTS,
+                          *telemetry.MAX_POINTS_RANGE)
+    try:
+        payload = telemetry.job_chart(job, names, max_points)
+    except telemetry.TelemetryUnavailable as e:
+        raise ApiError(e.status, e.error, e.reason) from None
+    resp = jsonify(payload)
+    resp.headers["Cache-Control"] = "private, max-age=60"
+    return resp
 
 
 @bp.get("/nodes")
@@ -289,3 +322,15 @@ def drain_node(node_id: str) -> Any:
 def resume_node(node_id: str) -> Any:
     """Undo a drain (admins): the node gets jobs again."""
     return jsonify(fleet.set_draining(node_id, False))
+
+
+@bp.get("/fleet/keys")
+def fleet_keys() -> Any:
+    """The fleet's public keys that sign result bundles (``raas verify --fetch-keys``)."""
+    return jsonify(fleet.fleet_keys())
+
+
+@bp.post("/fleet/keys/<node_id>/reset")
+def reset_fleet_key(node_id: str) -> Any:
+    """Re-enroll a node's key (admins): the one it announces now, or the next one."""
+    return jsonify(fleet.reset_key(node_id))

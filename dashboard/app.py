@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, g, request, session
 from flask_wtf.csrf import CSRFProtect
 
-from dashboard import api, auth, stream, ui
+from dashboard import api, auth, charts, scaling, stream, ui, webhooks
 from dashboard.accounts import TokenRefused, check_token
 from dashboard.bodies import register_json_limits
 from dashboard.config import DashboardConfig, check_secret_key
@@ -24,6 +24,7 @@ from dashboard.submission import Limits
 from dashboard.throttle import install_login_limits
 from dispatcher.limits import QueueLimits
 from dispatcher.models import Owner, database, init_db
+from dispatcher.webhooks import WebhookConfig
 from gym_raas_mqtt.config import load
 from gym_raas_mqtt.mqtt import BrokerAddress
 
@@ -40,7 +41,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Args:
         test_config: Flask config overrides. ``RAAS_CONFIG`` may hold a ready
             :class:`DashboardConfig`; ``TESTING=True`` allows a generated secret key; ``RAAS_HUB``
-            may hold a :class:`~dashboard.hub.Hub` to use instead of starting a subscriber.
+            may hold a :class:`~dashboard.hub.Hub` to use instead of starting a subscriber;
+            ``RAAS_WEBHOOKS`` a :class:`~dispatcher.webhooks.WebhookConfig`.
 
     Raises:
         ConfigError: invalid settings, or (outside tests) a missing or development secret key.
@@ -73,6 +75,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                                            cfg.max_archive_members)
     # the queue owns the time-limit policy (RAAS_*_TIME_LIMIT_S): built once, passed to each call
     app.extensions["raas_queue_limits"] = load(QueueLimits)
+    # which webhook URLs users may add (RAAS_WEBHOOK_*); tests pass RAAS_WEBHOOKS
+    app.extensions["raas_webhooks"] = test_config.pop("RAAS_WEBHOOKS", None) or load(WebhookConfig)
 
     init_db(cfg.database_url)
     register_json_limits(app, cfg.max_json_bytes, cfg.max_json_depth)
@@ -96,7 +100,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ui.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(stream.bp)
+    app.register_blueprint(charts.bp)
+    app.register_blueprint(webhooks.api_bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(scaling.api_bp)
+    app.register_blueprint(scaling.bp)
     csrf.exempt(api.bp)
+    csrf.exempt(webhooks.api_bp)
+    csrf.exempt(scaling.api_bp)
     register_error_handlers(app)
     install_login_limits(app, cfg.login_limit_per_account, cfg.login_limit_per_address)
 

@@ -102,4 +102,5 @@ def broker_password() -> Any:
         creds = issue_broker_password()
     except ApiError as e:
         return _account_page(broker_error=e.reason), e.status
-    return _account_page(broker_creds=creds)
+    # the password is on this page once: no cache may keep it
+    return _account_page(broker_creds=creds), 200, {"Cache-Control": "no-store"}

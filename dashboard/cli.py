@@ -1,17 +1,23 @@
 """``raas dashboard`` (serve the web app with waitress) and ``raas user add|token|passwd``.
 
 Handlers import the dashboard (Flask, peewee, waitress) when they run, so ``raas --help`` and the
-researcher's commands stay light.
+researcher's commands stay light. ``raas user`` works on the database of the settings
+(``RAAS_DATABASE_URL``) or, with ``--dir``, on that of a ``raas stack up`` folder; a database that
+cannot be used is one line saying which and what to do, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import sys
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
 
 from gym_raas_mqtt.config import load
+from gym_raas_mqtt.errors import RaasError
 
 
 def _config():  # type: ignore[no-untyped-def]
@@ -43,13 +49,45 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db():  # type: ignore[no-untyped-def]
-    """Open the job database named by the settings; returns the dashboard's settings."""
-    from dispatcher.models import init_db
+def _where(url: str) -> str:
+    """The database ``url`` without its password (for messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+@contextlib.contextmanager
+def _db(args: argparse.Namespace) -> Iterator:  # type: ignore[type-arg]
+    """Open the job database (``--dir``'s stack, else the settings') for the ``with`` body;
+    yields the dashboard's settings.
+
+    Raises:
+        RaasError: no stack in ``--dir``, or the database failed (one actionable line).
+    """
+    import peewee
+
+    from dispatcher.models import database, init_db
 
     cfg = _config()
-    init_db(cfg.database_url)
-    return cfg
+    url = cfg.database_url
+    if args.dir:
+        from devstack.processes import Stack  # the stack's layout has one owner
+
+        stack = Stack(Path(args.dir))
+        if not (stack.root / "stack.json").is_file():
+            raise RaasError(f"{args.dir} is not a stack folder (no stack.json): give the --dir "
+                            "of `raas stack up`")
+        url = stack.db_url
+    try:
+        init_db(url)
+        with database.connection_context():
+            yield cfg
+    except peewee.PeeweeException as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RaasError(f"cannot use the job database {_where(url)}: {detail}. Run this where "
+                        "the platform runs (its RAAS_DATABASE_URL), or give --dir of a "
+                        "`raas stack up` folder.") from None
 
 
 def _password(args: argparse.Namespace) -> str | None:
@@ -70,9 +108,10 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     """``raas user add``: create a user."""
     from dashboard import accounts
 
-    _db()
-    owner = accounts.create_user(args.name, _password(args), admin=args.admin,
-                                 max_running=args.max_running)
+    password = _password(args)
+    with _db(args):
+        owner = accounts.create_user(args.name, password, admin=args.admin,
+                                     max_running=args.max_running)
     print(f"created user {owner.name}{' (admin)' if owner.is_admin else ''}")
     return 0
 
@@ -81,11 +120,11 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     """``raas user passwd``: set a user's password."""
     from dashboard import accounts
 
-    _db()
     pw = _password(args)
     if pw is None:
         raise SystemExit("raas: a password is required")
-    accounts.set_password(args.name, pw)
+    with _db(args):
+        accounts.set_password(args.name, pw)
     print(f"password of {args.name} changed")
     return 0
 
@@ -95,10 +134,10 @@ def cmd_user_token(args: argparse.Namespace) -> int:
     from dashboard import accounts
     from dispatcher.models import Owner
 
-    cfg = _db()
-    if Owner.get_or_none(Owner.name == args.name) is None:
-        raise accounts.AccountError(f"no user {args.name!r}")
-    print(accounts.issue_token(args.name, args.token_name, lifetime_s=cfg.token_lifetime_s))
+    with _db(args) as cfg:
+        if Owner.get_or_none(Owner.name == args.name) is None:
+            raise accounts.AccountError(f"no user {args.name!r}")
+        print(accounts.issue_token(args.name, args.token_name, lifetime_s=cfg.token_lifetime_s))
     return 0
 
 
@@ -130,3 +169,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.add_argument("--token-name", default="cli", help="label shown on the account page")
     p.set_defaults(func=cmd_user_token)
+    for action in usub.choices.values():
+        action.add_argument("--dir", help="the folder of a `raas stack up` (default: the database "
+                            "of RAAS_DATABASE_URL)")

@@ -1,4 +1,4 @@
-"""The fleet as pages and the API show it, and what operators (admins) do to it: drain and resume.
+"""The fleet as pages and the API show it, and what operators (admins) do to it: drain, resume, keys.
 
 A node's view joins the dispatcher's row (run hours, drain, maintenance, last seen from its
 heartbeats) with the live retained state/meta and the heartbeats the dashboard's subscriber has
@@ -15,6 +15,8 @@ from flask import abort, g
 
 from dashboard.jobs import hub
 from dispatcher import nodes
+from dispatcher.models import now
+from gym_raas_mqtt.bundle_signature import SignatureError, decode_public_key, keys_document
 from dispatcher.models import Node, SelfTest
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import ProtocolError
@@ -58,6 +60,7 @@ def node_views() -> list[dict[str, Any]]:
             "calibration_id": meta.get("calibration_id") or (n.calibration_id if n else None),
             "image_digest": meta.get("image_digest") or (n.image_digest if n else None),
             "draining": bool(n.draining) if n else False,
+            "standby": bool(n.standby) if n else False,
             "maintenance": n.maintenance_reason if n else None,
             "error_streak": (n.error_streak or 0) if n else 0,
             "selftests": _selftests(node_id) if n is not None else [],
@@ -65,17 +68,48 @@ def node_views() -> list[dict[str, Any]]:
     return out
 
 
+def require_admin_for(node_id: str, action: str) -> None:
+    """Abort 403 unless the logged-in user is an admin (``action``: what only operators may do,
+    e.g. "drain or resume a node"), and 404 for a malformed node id."""
+    if not g.user.is_admin:
+        abort(403, description=f"only operators (admins) may {action}")
+    try:
+        protocol.check_id(node_id, "node id")
+    except ProtocolError:
+        abort(404, description=f"no node {node_id[:80]!r}")
+
+
 def set_draining(node_id: str, draining: bool) -> dict[str, Any]:
     """Drain (or resume) a node as the logged-in admin; returns its view.
 
     Aborts 403 for anyone but an admin, 404 for a node the dispatcher has never seen.
     """
-    if not g.user.is_admin:
-        abort(403, description="only operators (admins) may drain or resume a node")
-    try:
-        protocol.check_id(node_id, "node id")
-    except ProtocolError:
-        abort(404, description=f"no node {node_id[:80]!r}")
+    require_admin_for(node_id, "drain or resume a node")
     if not nodes.set_draining(node_id, draining):
         abort(404, description=f"no node {node_id!r}")
     return next(v for v in node_views() if v["id"] == node_id)
+
+
+def fleet_keys() -> dict[str, Any]:
+    """The fleet's enrolled public keys as a keys document
+    (:func:`gym_raas_mqtt.bundle_signature.keys_document`): what ``raas verify`` checks with."""
+    return keys_document(nodes.fleet_keys())
+
+
+def reset_key(node_id: str) -> dict[str, Any]:
+    """Reset a node's enrolled key to the one it announces now (its live retained meta), or to
+    none when it announces none (the next one is enrolled); admins only. Returns
+    ``{node_id, public_key}``.
+
+    Aborts 403 for anyone but an admin, 404 for a node the dispatcher has never seen.
+    """
+    require_admin_for(node_id, "reset a node's key")
+    announced = (hub().node_snapshot().get(node_id, {}).get("meta") or {}).get("public_key")
+    key = announced if isinstance(announced, str) else None
+    try:
+        decode_public_key(key)
+    except SignatureError:
+        key = None  # none, or not a key: the next valid one announced is enrolled
+    if not nodes.reset_key(node_id, key, now()):
+        abort(404, description=f"no node {node_id!r}")
+    return {"node_id": node_id, "public_key": key}

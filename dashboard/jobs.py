@@ -8,18 +8,19 @@ from typing import Any
 from flask import abort, current_app, g
 
 from dashboard.hub import Hub
+from dashboard.timeline import find_job, live_facts
 from dispatcher import queue
 from dispatcher.models import Job, Owner
-from gym_raas_mqtt import protocol
-from gym_raas_mqtt.errors import ProtocolError
+from dispatcher.queue import SUMMARY_COLUMNS
 from gym_raas_mqtt.protocol import JobState
 from gym_raas_mqtt.results import result_prefix as bundle_prefix
 from raas_platform.storage import ObjectNotFound, ObjectStore, StorageError, open_store
 
 RESULT_FILES = ("summary.json", "telemetry.csv", "stdout.log", "plot.png")
 CONTENT_TYPES = {"summary.json": "application/json", "telemetry.csv": "text/csv",
-                 "stdout.log": "text/plain; charset=utf-8", "plot.png": "image/png"}
-MAX_LIST = 500
+                 "stdout.log": "text/plain; charset=utf-8", "plot.png": "image/png",
+                 "sim_vs_real.json": "application/json", "sim_vs_real.png": "image/png",
+                 "manifest.json": "application/json"}
 _store_lock = threading.Lock()
 
 
@@ -44,14 +45,9 @@ def user() -> Owner:
 
 
 def load_job(job_id: str) -> Job:
-    """The job if the current user may see it; 404 unknown, 403 someone else's (not admin)."""
-    try:
-        protocol.check_id(job_id, "job id")
-    except ProtocolError:
-        abort(404, description=f"no job {job_id[:80]!r}")
-    job = Job.get_or_none(Job.id == job_id)
-    if job is None:
-        abort(404, description=f"no job {job_id!r}")
+    """The job (by id or unique id prefix, :func:`dashboard.timeline.find_job`) if the current
+    user may see it; 404 unknown, 400 ambiguous prefix, 403 someone else's (not admin)."""
+    job = find_job(job_id, g.user)
     if job.owner_id != g.user.name and not g.user.is_admin:
         abort(403, description="this job belongs to another user")
     return job
@@ -69,6 +65,14 @@ def queue_positions() -> dict[str, int]:
     return queue.queue_positions()
 
 
+def job_views(rows: list[Job]) -> list[dict[str, Any]]:
+    """:func:`job_view` of each job in a list; the fair queue is played out (for the queue
+    positions) only when one of them is queued."""
+    queued = any(j.state == JobState.QUEUED.value for j in rows)
+    positions = queue_positions() if queued else {}
+    return [job_view(j, positions=positions) for j in rows]
+
+
 def job_view(job: Job, *, detail: bool = False,
              positions: dict[str, int] | None = None) -> dict[str, Any]:
     """A job as JSON-ready data (the API schema ``Job``); ``positions`` from
@@ -84,21 +88,15 @@ def job_view(job: Job, *, detail: bool = False,
         "queue_position": (positions.get(job.id) if positions is not None
                            else queue_position(job)),
         "terminal": JobState(job.state).terminal,
+        "name": job.name, "tags": job.tags or [], "notes": job.notes, "args": job.args or [],
+        "env": job.env or {},
+        **{key: getattr(job, column) for key, (column, _) in SUMMARY_COLUMNS.items()},
     }
     if detail:
         out["summary"] = job.summary
         out["live"] = hub().live_progress(job.id)
+        out["facts"] = live_facts(job, out["live"], out["queue_position"])
     return out
-
-
-def visible_jobs(limit: int = 100, state: str | None = None, offset: int = 0) -> list[Job]:
-    """The current user's jobs (an admin's: everyone's), newest first."""
-    q = Job.select()
-    if not g.user.is_admin:
-        q = q.where(Job.owner == g.user.name)
-    if state:
-        q = q.where(Job.state == state)
-    return list(q.order_by(Job.submitted_at.desc()).offset(offset).limit(min(limit, MAX_LIST)))
 
 
 def result_prefix(job: Job) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboard import openapi_runs, openapi_scaling, openapi_timeline, openapi_webhooks
 from gym_raas_mqtt import __version__
 from gym_raas_mqtt.protocol import ID_PATTERN, JobState, NodeStatus
 
@@ -32,7 +33,8 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def _job_id_param() -> dict[str, Any]:
     return {"name": "job_id", "in": "path", "required": True, "schema": _ID,
-            "description": "job id (16 hex characters for new jobs)"}
+            "description": "job id (16 hex characters for new jobs), or a unique prefix of at "
+                           "least 4 of them (an ambiguous one is 400, listing the candidates)"}
 
 
 def document() -> dict[str, Any]:
@@ -41,6 +43,7 @@ def document() -> dict[str, Any]:
                  for c, d in {400: "invalid input", 401: "not logged in",
                               403: "another user's job; an operator's action", 404: "not found",
                               409: "conflict with the job's state", 413: "upload too large",
+                              422: "a result file is malformed",
                               415: "unsupported media type", 503: "unavailable"}.items()}
     responses["E429"] = _json(_ref("Error"), "too many login attempts for this user name or from "
                               "this address; retry after Retry-After seconds") | {
@@ -80,9 +83,10 @@ def document() -> dict[str, Any]:
                         "description": "summary.json of the result bundle"},
             "live": {"type": "object", "nullable": True, "description":
                      "latest live telemetry seen: episode_id, step, episode_reward, theta [rad]",
-                     "additionalProperties": True}}},
+                     "additionalProperties": True},
+            "facts": {"$ref": "#/components/schemas/JobFacts"}, **openapi_runs.JOB_FIELDS}},
         "JobList": {"type": "object", "required": ["jobs"], "properties": {
-            "jobs": {"type": "array", "items": _ref("Job")}}},
+            "jobs": {"type": "array", "items": _ref("Job")}, **openapi_runs.LIST_FIELDS}},
         "GitSubmission": {"type": "object", "required": ["url"], "additionalProperties": False,
                           "properties": {
             "url": {"type": "string", "maxLength": 2048, "description":
@@ -92,11 +96,13 @@ def document() -> dict[str, Any]:
                     "description": "branch, tag or commit; default branch when absent; "
                                    "the job is pinned to the commit it names"},
             "time_limit_s": {"type": "number", "nullable": True,
-                             "description": "wall-clock limit [s] within the server's bounds"}}},
+                             "description": "wall-clock limit [s] within the server's bounds"},
+            **openapi_runs.SUBMISSION_FIELDS}},
         "ArchiveSubmission": {"type": "object", "required": ["archive"], "properties": {
             "archive": {"type": "string", "format": "binary",
                         "description": ".tar.gz/.tgz/.zip with run.py at its root"},
-            "time_limit_s": {"type": "string", "description": "wall-clock limit [s]"}}},
+            "time_limit_s": {"type": "string", "description": "wall-clock limit [s]"},
+            **openapi_runs.FORM_FIELDS}},
         "ResultFile": {"type": "object", "required": ["name", "size", "url"], "properties": {
             "name": {"type": "string"}, "size": {"type": "integer"}, "url": {"type": "string"}}},
         "ResultList": {"type": "object", "required": ["job_id", "files"], "properties": {
@@ -126,12 +132,40 @@ def document() -> dict[str, Any]:
             "calibration_id": {"type": "string", "nullable": True},
             "image_digest": {"type": "string", "nullable": True},
             "draining": {"type": "boolean", "description": "finishes its job, gets no new one"},
+            "standby": {"type": "boolean", "description": "kept in standby: motor off, no job"},
             "maintenance": {"type": "string", "nullable": True, "description":
                             "why the dispatcher assigns it nothing until clear_maintenance"},
             "error_streak": {"type": "integer",
                              "description": "consecutive executions ended with a platform error"},
             "selftests": {"type": "array", "items": _ref("SelfTest"),
                           "description": "the latest self-tests, newest first"}}},
+        "FleetKeys": {"type": "object", "required": ["schema", "algorithm", "nodes"],
+                      "properties": {
+            "schema": {"type": "integer"}, "algorithm": {"type": "string", "enum": ["ed25519"]},
+            "nodes": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["public_key"], "properties": {
+                    "public_key": {"type": "string", "description": "base64, 32 raw bytes"},
+                    "enrolled_at": {"type": "number", "nullable": True}}}}}},
+        "FleetKeyReset": {"type": "object", "required": ["node_id", "public_key"], "properties": {
+            "node_id": {"type": "string"},
+            "public_key": {"type": "string", "nullable": True,
+                           "description": "enrolled now; null: the next one announced"}}},
+        "Telemetry": {"type": "object", "required": ["job_id", "samples", "points", "columns"],
+                      "properties": {
+            "job_id": _ID,
+            "samples": {"type": "integer", "description": "rows recorded"},
+            "points": {"type": "integer", "description": "rows sent"},
+            "decimated": {"type": "boolean"},
+            "columns": {"type": "object", "description": "t [s, episodes end to end], theta "
+                        "[rad, wrapped], theta_dot [rad/s], u_desired, u_applied, reward",
+                        "additionalProperties": {"type": "array",
+                                                 "items": {"type": "number", "nullable": True}}},
+            "episode_starts": {"type": "array", "items": {"type": "number"},
+                               "description": "where each episode starts on t [s]"},
+            "deadline_misses": {"type": "array", "items": {"type": "number"},
+                                "description": "t of each missed deadline [s] (the first 10 000)"},
+            "deadline_miss_count": {"type": "integer"},
+            "upright_rad": {"type": "number", "description": "the upright band's |θ| bound"}}},
         "NodeList": {"type": "object", "required": ["nodes"], "properties": {
             "nodes": {"type": "array", "items": _ref("Node")},
             "live": {"type": "boolean",
@@ -201,16 +235,19 @@ def document() -> dict[str, Any]:
                           **_errors(401, 503)}}},
         "/jobs": {
             "get": {"operationId": "listJobs", "tags": ["jobs"],
-                    "summary": "Your jobs (admins: everyone's), newest first",
+                    "summary": "The runs table: your jobs (admins: everyone's), sorted, "
+                               "filtered, searched and paginated",
                     "parameters": [
                         {"name": "state", "in": "query", "schema": {"type": "string",
                                                                     "enum": _STATES}},
-                        {"name": "limit", "in": "query", "schema": {
+                        {"name": "limit", "in": "query", "description": "= per_page", "schema": {
                             "type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
                         {"name": "offset", "in": "query", "schema": {
-                            "type": "integer", "minimum": 0, "default": 0}}],
-                    "responses": {"200": _json(_ref("JobList"), "the jobs"),
-                                  **_errors(400, 401)}},
+                            "type": "integer", "minimum": 0, "default": 0},
+                         "description": "jobs to skip (when no page is given)"},
+                        *openapi_runs.list_parameters()],
+                    "responses": {"200": _json(_ref("JobList"), "one page of jobs"),
+                                  **_errors(400, 401, 403)}},
             "post": {"operationId": "submitJob", "tags": ["jobs"],
                      "summary": "Submit a git repository (JSON) or an archive (multipart)",
                      "requestBody": {"required": True, "content": {
@@ -222,6 +259,12 @@ def document() -> dict[str, Any]:
             "operationId": "getJob", "tags": ["jobs"], "parameters": [jid],
             "summary": "One job, with its result summary and live progress",
             "responses": {"200": _json(_ref("Job"), "the job"), **_errors(401, 403, 404)}}},
+        "/jobs/{job_id}/events": {"get": {
+            "operationId": "getJobEvents", "tags": ["jobs"], "parameters": [jid],
+            "summary": "The job's event timeline (queued, assigned, started, requeues with their "
+                       "reason, finished) and live facts",
+            "responses": {"200": _json(_ref("JobTimeline"), "timeline and facts"),
+                          **_errors(400, 401, 403, 404)}}},
         "/jobs/{job_id}/cancel": {"post": {
             "operationId": "cancelJob", "tags": ["jobs"], "parameters": [jid],
             "summary": "Cancel a queued or running job",
@@ -232,6 +275,18 @@ def document() -> dict[str, Any]:
             "summary": "Files of the job's result bundle (empty until it ends)",
             "responses": {"200": _json(_ref("ResultList"), "the files"),
                           **_errors(401, 403, 404)}}},
+        "/jobs/{job_id}/telemetry": {"get": {
+            "operationId": "getTelemetry", "tags": ["results"],
+            "parameters": [jid, {
+                "name": "columns", "in": "query", "schema": {"type": "string"},
+                "description": "comma-separated subset of theta, theta_dot, u_desired, "
+                               "u_applied, reward (default: all; t always comes along)"}, {
+                "name": "max_points", "in": "query",
+                "schema": {"type": "integer", "minimum": 16, "maximum": 50000, "default": 4000},
+                "description": "rows at most; longer records keep each bucket's min and max"}],
+            "summary": "A finished job's telemetry as chart columns (min/max-decimated)",
+            "responses": {"200": _json(_ref("Telemetry"), "the columns and markers"),
+                          **_errors(400, 401, 403, 404, 409, 422, 503)}}},
         "/jobs/{job_id}/results/{name}": {"get": {
             "operationId": "getResult", "tags": ["results"],
             "parameters": [jid, {"name": "name", "in": "path", "required": True,
@@ -257,11 +312,25 @@ def document() -> dict[str, Any]:
            for action, summary in (
                ("drain", "Drain a node (admins): it finishes its job and gets no new one"),
                ("resume", "Resume a drained node (admins): it gets jobs again"))},
+        "/fleet/keys": {"get": {
+            "operationId": "getFleetKeys", "tags": ["fleet"],
+            "summary": "The fleet's Ed25519 public keys that sign result bundles (raas verify)",
+            "responses": {"200": _json(_ref("FleetKeys"), "keys by node id"), **_errors(401)}}},
+        "/fleet/keys/{node_id}/reset": {"post": {
+            "operationId": "resetFleetKey", "tags": ["fleet"], "parameters": [node_id],
+            "summary": "Re-enroll a node's key (admins): the one it announces now, or the next",
+            "responses": {"200": _json(_ref("FleetKeyReset"), "the node's key now"),
+                          **_errors(401, 403, 404)}}},
         "/openapi.json": {"get": {
             "operationId": "getOpenApi", "security": [], "tags": ["meta"],
             "summary": "This document",
             "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}},
     }
+    schemas.update(openapi_webhooks.SCHEMAS)
+    schemas.update(openapi_timeline.SCHEMAS)
+    paths.update(openapi_webhooks.PATHS)
+    schemas.update(openapi_scaling.SCHEMAS)
+    paths.update(openapi_scaling.PATHS)
     return {
         "openapi": "3.0.3",
         "info": {"title": "RaaS-MQTT dashboard API", "version": __version__, "description":

@@ -32,9 +32,8 @@ def events() -> Any:
     """Stream the live updates the user asked for (``job``, ``jobs``, ``fleet``) and may see."""
     if g.user is None:
         return json_error(401, "unauthorized", g.token_refused or "log in first")
-    job_ids = request.args.getlist("job")[:8]
-    for job_id in job_ids:
-        jobs.load_job(job_id)  # 404/403 before anything streams
+    # 404/403 before anything streams; a unique id prefix names the job too
+    job_ids = [jobs.load_job(job_id).id for job_id in request.args.getlist("job")[:8]]
     cfg = current_app.extensions["raas_config"]
     hub: Hub = current_app.extensions["raas_hub"]
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from flask import current_app
 
@@ -25,6 +25,7 @@ from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.protocol import JobSource, SourceKind
 from raas_platform import submission as rules
+from raas_platform.submission.metadata import parse_env_pairs, split_args, split_tags
 from raas_platform.settings import GIT_SCHEMES
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
@@ -245,11 +246,42 @@ def archive_source(store: Any, owner: str, filename: str, data: bytes,
     return JobSource(SourceKind.ARCHIVE, archive_key=key)
 
 
-def submit(owner: str, source: JobSource, time_limit_s: float,
-           queue_limits: QueueLimits) -> Job:
+def run_metadata(name: Any = None, tags: Any = None, notes: Any = None, args: Any = None,
+                 env: Any = None) -> rules.RunMetadata:
+    """The run's metadata from JSON values, checked by the platform's rules
+    (:mod:`raas_platform.submission.metadata`).
+
+    Raises:
+        SubmissionError: (400) the first field that breaks its rule.
+    """
+    try:
+        return rules.check_metadata(name, tags, notes, args, env)
+    except rules.MetadataRejected as e:
+        raise _refused(e, "metadata") from None
+
+
+def text_metadata(form: Mapping[str, str]) -> rules.RunMetadata:
+    """The run's metadata from text fields (the submit page, a multipart upload): ``name``,
+    ``tags`` separated by commas or spaces, ``notes``, ``args`` as shell words, ``env`` as
+    ``NAME=value`` lines.
+
+    Raises:
+        SubmissionError: (400) unbalanced quotes, a line without ``=``, or a field that breaks
+            its rule.
+    """
+    try:
+        return run_metadata(form.get("name"), split_tags(form.get("tags") or ""),
+                            form.get("notes"), split_args(form.get("args") or ""),
+                            parse_env_pairs((form.get("env") or "").splitlines()))
+    except rules.MetadataRejected as e:
+        raise _refused(e, "metadata") from None
+
+
+def submit(owner: str, source: JobSource, time_limit_s: float, queue_limits: QueueLimits,
+           meta: rules.RunMetadata | None = None) -> Job:
     """Create the job through the queue (the only writer of job state) and return it.
 
     Raises:
         InvalidSubmission: the queue refused it (e.g. an unknown owner).
     """
-    return queue.enqueue(owner, source, time_limit_s, limits=queue_limits)
+    return queue.enqueue(owner, source, time_limit_s, limits=queue_limits, meta=meta)

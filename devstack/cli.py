@@ -22,7 +22,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise
     print(f"platform running; dashboard {stack.dashboard_url}; stop it with `raas stack down "
           f"--dir {args.dir}` (or `make down`)")
+    print(first_user_hint(args.dir, stack.dashboard_url))
     return 0
+
+
+def first_user_hint(folder: str, dashboard_url: str) -> str:
+    """How to create the first account of the stack in ``folder`` and start using it."""
+    return (f"create the first user: raas user add NAME --dir {folder} (add --admin to see every "
+            f"job), then log in at {dashboard_url} or: raas login --url {dashboard_url} "
+            f"--user NAME")
 
 
 def cmd_down(args: argparse.Namespace) -> int:

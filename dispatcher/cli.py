@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from dispatcher.autoscale.config import AutoscaleConfig
 from dispatcher.config import DispatcherConfig
 from dispatcher.limits import QueueLimits
+from dispatcher.webhooks import WebhookConfig
 from gym_raas_mqtt.config import load
 
 
@@ -37,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
     if args.init_db:
         init_db(config.database_url)
         return 0
-    Dispatcher(config, load(QueueLimits)).run_forever()
+    Dispatcher(config, load(QueueLimits), webhooks=load(WebhookConfig),
+               autoscale=load(AutoscaleConfig)).run_forever()
     return 0

@@ -3,8 +3,8 @@
 Presence rules (docs/job-lifecycle.md, Sparkplug's bdSeq): a node's retained state carries its
 session; a ``lost`` (its will) whose session is older than the latest birth is a late will and is
 ignored. A current ``lost`` makes the node *suspect*; after the grace period its execution ends
-``error`` and the job is requeued. A node that reports ``idle``/``offline``/``maintenance`` while
-the dispatcher believes it runs a job has dropped that job.
+``error`` and the job is requeued. A node that reports ``idle``/``offline``/``maintenance``/
+``standby`` while the dispatcher believes it runs a job has dropped that job.
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ class FleetView:
         busy_with = msg.job_id if msg.state == NodeStatus.BUSY else None
         if held is None:
             return StateVerdict(foreign_job=busy_with, born=born)
-        if msg.state in (NodeStatus.IDLE, NodeStatus.OFFLINE, NodeStatus.MAINTENANCE) \
-                and held.state == JobState.RUNNING:
+        if msg.state in (NodeStatus.IDLE, NodeStatus.OFFLINE, NodeStatus.MAINTENANCE,
+                         NodeStatus.STANDBY) and held.state == JobState.RUNNING:
             return StateVerdict(dropped_job=held.job_id, born=born)
         if busy_with and busy_with != held.job_id:
             return StateVerdict(foreign_job=busy_with, born=born)

@@ -1,5 +1,5 @@
-"""Fleet health as the dispatcher keeps it: drain, maintenance after platform errors, operators'
-node commands and the self-test history.
+"""Fleet health as the dispatcher keeps it: drain, standby, maintenance after platform errors,
+operators' node commands and the self-test history.
 
 * ``Node.draining`` and ``Node.maintenance_reason`` (written only by :mod:`dispatcher.nodes`) are
   the truth for assignment: the dispatcher gives such a node no new job; a job it holds runs to
@@ -11,6 +11,9 @@ node commands and the self-test history.
   the count is kept by :func:`dispatcher.nodes.execution_ended`) goes to maintenance with the
   reason: the dispatcher records it and sends the node ``maintenance``, and assigns nothing to it
   until ``clear_maintenance``; an execution the user's code ran to its end resets the count.
+* ``Node.standby`` (set by the autoscaler or an operator) keeps a node in standby: no job is
+  assigned to it from the moment it is set; the node is told ``standby`` (it turns its motor off
+  once idle) and, when cleared, ``wake`` (it resets and self-tests before it reports ``idle``).
 * A node that comes up on a new session is told again (its agent may have restarted).
 * Heartbeats keep ``Node.last_seen`` fresh; self-test results become ``SelfTest`` rows; requeued
   jobs say where they wait (:mod:`dispatcher.waits`).
@@ -21,14 +24,14 @@ Owned by the dispatcher's worker thread (not thread-safe).
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Collection
 
 from dispatcher import nodes, queue, waits
 from dispatcher.fleet import FleetView
-from dispatcher.models import Job
+from dispatcher.models import Job, Node
 from dispatcher.publisher import Publisher
 from gym_raas_mqtt import protocol
-from gym_raas_mqtt.protocol import JobState, NodeCommandKind, TopicKind
+from gym_raas_mqtt.protocol import JobState, NodeCommandKind, NodeStatus, TopicKind
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +61,12 @@ class FleetHealth:
         self.errors_to_maintenance = errors_to_maintenance
         self.draining: set[str] = set()
         self.held: dict[str, str] = {}  # node → why it is in maintenance
+        self.standby: set[str] = set()  # kept in standby
 
     @property
     def excluded(self) -> set[str]:
-        """Nodes that get no new job: draining or in maintenance."""
-        return self.draining | set(self.held)
+        """Nodes that get no new job: draining, in maintenance or kept in standby."""
+        return self.draining | set(self.held) | self.standby
 
     def assignable(self) -> tuple[list[str], set[str]]:
         """``(free, busy)``: nodes that may take a job now, and the other usable nodes (a
@@ -74,18 +78,22 @@ class FleetHealth:
     def load(self) -> None:
         """Read the flags from the database (at start: the database is the truth)."""
         self.draining, self.held = nodes.draining_nodes(), nodes.held_nodes()
+        self.standby = nodes.standby_nodes()
 
     def refresh(self) -> None:
         """Pick up what others wrote (the dashboard), tell the nodes, and put nodes with too
         many consecutive errors in maintenance (a tick)."""
-        draining, held = nodes.draining_nodes(), nodes.held_nodes()
+        draining, held, standby = nodes.draining_nodes(), nodes.held_nodes(), nodes.standby_nodes()
         K = NodeCommandKind
         told = [(n, K.DRAIN, f"drained by {OPERATOR}") for n in draining - self.draining]
         told += [(n, K.RESUME, f"resumed by {OPERATOR}") for n in self.draining - draining]
         told += [(n, K.MAINTENANCE, why) for n, why in held.items() if n not in self.held]
         told += [(n, K.CLEAR_MAINTENANCE, f"cleared by {OPERATOR}") for n in self.held
                  if n not in held]
-        self.draining, self.held = draining, held  # before sending: a command never precedes it
+        told += [(n, K.STANDBY, f"standby by {OPERATOR}") for n in standby - self.standby]
+        told += [(n, K.WAKE, f"woken by {OPERATOR}") for n in self.standby - standby]
+        # before sending: a command never precedes it
+        self.draining, self.held, self.standby = draining, held, standby
         for node_id, kind, reason in told:
             self.publisher.command(node_id, kind, reason)
         self.check_errors()
@@ -100,6 +108,19 @@ class FleetHealth:
             if last_error and nid == node_id:
                 why += f" (last: {last_error[:300]})"
             self.hold(nid, why)
+
+    def set_standby(self, node_ids: Collection[str], standby: bool, reason: str) -> set[str]:
+        """Keep ``node_ids`` in standby (or wake them) now: recorded, excluded from assignment
+        (or no longer), and told; returns the nodes whose flag changed."""
+        known = nodes.set_standby(node_ids, standby, self.clock())
+        if standby:
+            self.standby |= known
+        else:
+            self.standby -= known
+        for node_id in sorted(known):
+            kind = NodeCommandKind.STANDBY if standby else NodeCommandKind.WAKE
+            self.publisher.command(node_id, kind, reason)
+        return known
 
     def hold(self, node_id: str, reason: str) -> None:
         """Put ``node_id`` in maintenance now: recorded, and the node is told."""
@@ -160,6 +181,11 @@ class FleetHealth:
         elif kind is NodeCommandKind.CLEAR_MAINTENANCE:
             known = nodes.clear_maintenance(node_id)
             self.held.pop(node_id, None)
+        elif kind in (NodeCommandKind.STANDBY, NodeCommandKind.WAKE):
+            standby = kind is NodeCommandKind.STANDBY
+            nodes.set_standby([node_id], standby, self.clock())
+            known = Node.get_or_none(Node.id == node_id) is not None
+            self.standby = self.standby | {node_id} if standby else self.standby - {node_id}
         else:
             return  # cancel_job, rebirth: the node's business
         if known:
@@ -169,11 +195,16 @@ class FleetHealth:
                         kind.value)
 
     def on_born(self, node_id: str) -> None:
-        """The node came up on a new session: tell it again what it may have forgotten."""
+        """The node came up on a new session: tell it again what it may have forgotten (and
+        record its boot when it starts with a reset)."""
+        if self.fleet.nodes[node_id].state is NodeStatus.RESETTING:
+            nodes.record_boot(node_id, self.clock(), "birth")
         if node_id in self.draining:
             self.publisher.command(node_id, NodeCommandKind.DRAIN, f"drained by {OPERATOR}")
         if node_id in self.held:
             self.publisher.command(node_id, NodeCommandKind.MAINTENANCE, self.held[node_id])
+        if node_id in self.standby:
+            self.publisher.command(node_id, NodeCommandKind.STANDBY, "kept in standby")
 
     def on_selftest(self, node_id: str, msg: protocol.NodeSelfTest) -> None:
         """Record a node's self-test result in its history (its row must exist)."""

@@ -31,6 +31,8 @@ RECONCILE = "reconcile"
 """Control item: reload the active executions from the database."""
 STOP = "stop"
 """Control item: the worker ends."""
+AUTOSCALE = "autoscale"
+"""Control item: record a fleet sample and, when the autoscaler is on, scale."""
 
 
 @dataclass(frozen=True)

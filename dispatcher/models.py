@@ -1,5 +1,6 @@
-"""The platform's database schema (peewee) and its connection: owners, tokens, jobs, executions,
-events, nodes, self-tests, rate-limit counters.
+"""The platform's database schema (peewee) and its connection: owners, tokens, jobs, job tags,
+executions, events, nodes, self-tests, rate-limit counters, fleet samples, scaling decisions,
+webhooks and their deliveries.
 
 One schema for SQLite (default, WAL) and PostgreSQL (by URL). Times are float seconds since the
 epoch. Only :mod:`dispatcher.queue` changes job and execution state and only
@@ -18,6 +19,7 @@ from peewee import (
     AutoField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseError,
     DatabaseProxy,
     DoubleField,
@@ -90,6 +92,12 @@ class ApiToken(BaseModel):
     revoked_at = DoubleField(null=True)
 
 
+RUNS_TABLE_SORT_COLUMNS = ("submitted_at", "finished_at", "name", "state", "node_id",
+                           "total_return", "seconds_upright", "steps", "episodes", "duration_s",
+                           "deadline_misses")
+"""Job columns the runs table sorts by: each has an index on (column, id)."""
+
+
 class Job(BaseModel):
     """A user's request to run code on a pendulum. ``state`` is a :class:`JobState` value."""
 
@@ -112,15 +120,43 @@ class Job(BaseModel):
     result_key = CharField(max_length=512, null=True)  # object-store prefix of the result bundle
     summary = JSONField(null=True)  # summary.json of the result bundle
     cancel_requested = BooleanField(default=False)
+    # Run metadata (raas_platform.submission.metadata), set at enqueue; JobTag rows index the tags.
+    name = CharField(max_length=64, null=True)
+    tags = JSONField(null=True)  # list of tags, in the order given
+    notes = TextField(null=True)
+    args = JSONField(null=True)  # argv of run.py after its name
+    env = JSONField(null=True)  # {NAME: value} for the job's container
+    # The summary's figures, written with it (dispatcher.queue.transitions): the runs table sorts
+    # by them. Nullable: a job has none before its bundle, and older databases gain the columns.
+    total_return = DoubleField(null=True)  # the summary's "return": Σ reward
+    seconds_upright = DoubleField(null=True)  # longest upright stretch [s]
+    steps = IntegerField(null=True)
+    episodes = IntegerField(null=True)
+    duration_s = DoubleField(null=True)  # the run's wall-clock duration [s]
+    deadline_misses = IntegerField(null=True)
 
     class Meta:
         # The fair-queue query scans queued jobs in submit order and counts active jobs per owner.
-        indexes = ((("state", "submitted_at"), False), (("owner", "state"), False))
+        # The runs table (dashboard.runs) pages through (column, id) in either direction.
+        indexes = ((("state", "submitted_at"), False), (("owner", "state"), False),
+                   *(((column, "id"), False) for column in RUNS_TABLE_SORT_COLUMNS))
 
     @property
     def job_state(self) -> JobState:
         """:attr:`state` as the enum."""
         return JobState(self.state)
+
+
+class JobTag(BaseModel):
+    """One tag of a job, so that the runs table filters by tag through an index; written with
+    the job by ``dispatcher.queue.enqueue``."""
+
+    job = ForeignKeyField(Job, backref="tag_rows", on_delete="CASCADE")
+    tag = CharField(max_length=32)
+
+    class Meta:
+        primary_key = CompositeKey("job", "tag")
+        indexes = ((("tag", "job"), False),)
 
 
 class Execution(BaseModel):
@@ -175,6 +211,9 @@ class Node(BaseModel):
     error_streak = IntegerField(null=True, default=0)  # consecutive executions ended `error`
     maintenance_reason = TextField(null=True)  # set: the dispatcher assigns nothing to it
     maintenance_since = DoubleField(null=True)
+    standby = BooleanField(null=True, default=False)  # kept in standby (autoscaler, operator)
+    public_key = CharField(max_length=64, null=True)  # base64 Ed25519: verifies its bundles
+    public_key_at = DoubleField(null=True)  # when it was enrolled [s since the epoch]
 
 
 class SelfTest(BaseModel):
@@ -203,7 +242,85 @@ class RateLimitCounter(BaseModel):
     expires_at = DoubleField(index=True)  # end of the current window [s since the epoch]
 
 
-ALL_MODELS = (Owner, ApiToken, Job, Execution, JobEvent, Node, SelfTest, RateLimitCounter)
+class FleetSample(BaseModel):
+    """The fleet every autoscaler interval, for the fleet page's panel (dispatcher.autoscale)."""
+
+    t = DoubleField(index=True)  # s since the epoch
+    arrivals = IntegerField()  # jobs submitted since the previous sample
+    queued = IntegerField()
+    idle = IntegerField()
+    busy = IntegerField()
+    booting = IntegerField()  # resetting, self-testing or woken and not idle yet
+    standby = IntegerField()
+    online = IntegerField()  # idle + busy + booting
+
+
+class NodeBoot(BaseModel):
+    """A node on its way online — its agent started (birth) or it was woken — for the fleet
+    trace: the first passing self-test after ``at`` ends the boot (dispatcher.autoscale.trace)."""
+
+    node_id = CharField(max_length=64)
+    at = DoubleField(index=True)  # s since the epoch
+    cause = CharField(max_length=8)  # birth | wake
+
+
+class ScalingDecision(BaseModel):
+    """One autoscaler decision and what it did (dispatcher.autoscale)."""
+
+    t = DoubleField(index=True)  # s since the epoch
+    policy = CharField(max_length=200)
+    action = IntegerField()
+    online = IntegerField()  # idle + busy + booting before the decision
+    target = IntegerField()
+    woke = JSONField(null=True)  # node ids
+    slept = JSONField(null=True)  # node ids put in standby
+    reason = TextField(null=True)  # why it did less than the target asked
+
+
+class WebhookSecret(BaseModel):
+    """A user's webhook signing key (HMAC-SHA256 of every delivery; in clear: the dispatcher
+    signs with it)."""
+
+    owner = ForeignKeyField(Owner, primary_key=True, on_delete="CASCADE")
+    secret = CharField(max_length=128)
+    created_at = DoubleField(default=now)
+
+
+class Webhook(BaseModel):
+    """A URL the platform POSTs to when one of its owner's jobs ends (dispatcher.webhooks)."""
+
+    id = AutoField()
+    owner = ForeignKeyField(Owner, backref="webhooks", on_delete="CASCADE")
+    url = TextField()
+    base_url = TextField(null=True)  # the dashboard's address as the user reached it (links)
+    created_at = DoubleField(default=now)
+
+
+class WebhookDelivery(BaseModel):
+    """The webhook outbox: one row per webhook and job end, written in the transition's
+    transaction; the delivery worker records each attempt here (dispatcher.webhooks.outbox)."""
+
+    id = CharField(primary_key=True, max_length=36)  # the X-Raas-Delivery header
+    webhook = ForeignKeyField(Webhook, on_delete="CASCADE")
+    owner = ForeignKeyField(Owner, on_delete="CASCADE")
+    job = ForeignKeyField(Job, on_delete="CASCADE")
+    state = CharField(max_length=16)  # the job's terminal state
+    status = CharField(max_length=16, default="pending")  # DeliveryStatus value
+    created_at = DoubleField(default=now)
+    attempts = IntegerField(default=0)
+    next_attempt_at = DoubleField(null=True)  # NULL once delivered or given up
+    last_attempt_at = DoubleField(null=True)
+    last_status_code = IntegerField(null=True)
+    last_error = TextField(null=True)
+    body = TextField(null=True)  # built at the first attempt; retries send the same bytes
+
+    class Meta:
+        indexes = ((("status", "next_attempt_at"), False), (("owner", "created_at"), False))
+
+
+ALL_MODELS = (Owner, ApiToken, Job, JobTag, Execution, JobEvent, Node, SelfTest,
+              RateLimitCounter, FleetSample, NodeBoot, ScalingDecision, WebhookSecret, Webhook,
+              WebhookDelivery)
 
 
 def init_db(url: str, create: bool = True) -> Any:
@@ -223,8 +340,8 @@ def init_db(url: str, create: bool = True) -> Any:
     database.initialize(db)
     if create:
         with db.connection_context():
+            add_new_columns(db)  # first: a new column's index is created with the tables
             db.create_tables(ALL_MODELS, safe=True)
-            add_new_columns(db)
     return db
 
 
@@ -240,6 +357,8 @@ def add_new_columns(db: Any) -> list[str]:
     added = []
     for model in ALL_MODELS:
         table = model._meta.table_name
+        if not db.table_exists(table):
+            continue  # created whole by create_tables
         present = {c.name for c in db.get_columns(table)}
         for field in model._meta.sorted_fields:
             if field.column_name in present or not field.null:

@@ -8,16 +8,22 @@ written. The operator's columns (``draining``, ``maintenance_reason``) and the a
 (``run_seconds``, ``error_streak``) are never overwritten by presence: they change only through
 the functions below. :func:`execution_ended` runs inside the transaction that ends an execution
 (:mod:`dispatcher.queue.transitions`), so an execution is accounted exactly once, whoever ends it
-and however often the dispatcher restarts.
+and however often the dispatcher restarts. A node's signing key (``public_key``) is enrolled from
+its meta by :func:`enroll_key` — the first one wins — and changed only by an admin's
+:func:`reset_key`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Collection
 
 from dispatcher import db
 from dispatcher.models import Node, SelfTest
+from gym_raas_mqtt.bundle_signature import SignatureError, decode_public_key
 from gym_raas_mqtt.protocol import JobState, NodeStatus
+
+log = logging.getLogger(__name__)
 
 PRESENCE_COLUMNS = frozenset({"state", "session", "current_job", "last_seen", "suspect_since",
                               "reason", "backend", "software_version", "calibration_id",
@@ -98,6 +104,106 @@ def clear_maintenance(node_id: str) -> bool:
     with db.transaction():
         return db.update("node", {"maintenance_reason": None, "maintenance_since": None,
                                   "error_streak": 0}, '"id" = ?', node_id) == 1
+
+
+def standby_nodes() -> set[str]:
+    """Nodes kept in standby (by the autoscaler or an operator): they get no job until woken."""
+    return {row[0] for row in db.execute('SELECT "id" FROM "node" WHERE "standby" = ?',
+                                         True).fetchall()}
+
+
+def set_standby(node_ids: Collection[str], standby: bool, at: float) -> set[str]:
+    """Keep ``node_ids`` in standby (or wake them, at ``at`` [s since the epoch]: recorded as a
+    boot) in one transaction; returns the nodes whose flag changed."""
+    changed = set()
+    with db.transaction():
+        for node_id in node_ids:
+            if db.update("node", {"standby": standby},
+                         '"id" = ? AND COALESCE("standby", ?) <> ?', node_id, False,
+                         standby) == 1:
+                changed.add(node_id)
+                if not standby:
+                    record_boot(node_id, at, "wake")
+    return changed
+
+
+def record_boot(node_id: str, at: float, cause: str) -> None:
+    """Note that ``node_id`` started on its way online at ``at`` [s since the epoch]; ``cause``
+    is ``birth`` (its agent started) or ``wake``."""
+    with db.transaction():
+        db.execute('INSERT INTO "nodeboot" ("node_id", "at", "cause") VALUES (?, ?, ?)',
+                   node_id, at, cause)
+
+
+def recent_errors(since: float) -> dict[str, int]:
+    """Per node, executions ended ``error`` and failed self-tests since ``since`` [s since the
+    epoch] (nodes with none are absent)."""
+    rows = db.execute(
+        'SELECT "node_id", COUNT(*) FROM "execution" WHERE "state" = ? AND "finished_at" >= ? '
+        'GROUP BY "node_id" UNION ALL SELECT "node_id", COUNT(*) FROM "selftest" '
+        'WHERE "ok" = ? AND "at" >= ? GROUP BY "node_id"',
+        JobState.ERROR.value, since, False, since).fetchall()
+    out: dict[str, int] = {}
+    for node_id, n in rows:
+        out[node_id] = out.get(node_id, 0) + int(n)
+    return out
+
+
+# ---------------------------------------------------------------------------------- signing keys
+def enroll_key(node_id: str, public_key: str, at: float) -> str:
+    """Record the public key (base64 Ed25519) that ``node_id`` announces; the first key seen for
+    a node id is kept (a row is created if the node has none yet).
+
+    Returns:
+        ``"enrolled"`` (its first key, stored at ``at`` [s since the epoch]), ``"same"`` (the
+        enrolled one), ``"refused"`` (another key: the enrolled one stays until an admin resets
+        it with :func:`reset_key`; logged) or ``"invalid"`` (not a key; logged).
+    """
+    try:
+        decode_public_key(public_key)
+    except SignatureError as e:
+        log.warning("node %s announced an invalid signing key (%s): ignored", node_id, e)
+        return "invalid"
+    verdict = _enroll_key(node_id, public_key, at)
+    if verdict == "refused":
+        log.warning("node %s announced a signing key %.12s… other than its enrolled one: refused "
+                    "(its bundles will not verify; an admin resets the key if the node was "
+                    "rebuilt)", node_id, public_key)
+    elif verdict == "enrolled":
+        log.info("node %s: signing key %.12s… enrolled", node_id, public_key)
+    return verdict
+
+
+def _enroll_key(node_id: str, public_key: str, at: float) -> str:
+    with db.transaction():
+        row = db.execute('SELECT "public_key" FROM "node" WHERE "id" = ?', node_id).fetchone()
+        if row is not None and row[0] is not None:
+            return "same" if row[0] == public_key else "refused"
+        if row is None:
+            fields = {**NEW_ROW, "public_key": public_key, "public_key_at": at}
+            cols = ", ".join(f'"{c}"' for c in fields)
+            db.execute(f'INSERT INTO "node" ("id", {cols}) VALUES (?, '
+                       f'{", ".join("?" for _ in fields)})', node_id, *fields.values())
+        else:
+            db.update("node", {"public_key": public_key, "public_key_at": at}, '"id" = ?',
+                      node_id)
+        return "enrolled"
+
+
+def reset_key(node_id: str, public_key: str | None, at: float) -> bool:
+    """An admin's reset of ``node_id``'s enrolled key: to ``public_key`` (base64 Ed25519), or
+    to none (the next key it announces is enrolled); returns False when the node is unknown."""
+    with db.transaction():
+        return db.update("node", {"public_key": public_key,
+                                  "public_key_at": at if public_key else None},
+                         '"id" = ?', node_id) == 1
+
+
+def fleet_keys() -> dict[str, tuple[str, float | None]]:
+    """Every enrolled key: ``{node_id: (base64 public key, enrolled at [s since the epoch])}``."""
+    return {n: (k, at) for n, k, at in db.execute(
+        'SELECT "id", "public_key", "public_key_at" FROM "node" WHERE "public_key" IS NOT NULL '
+        'ORDER BY "id"').fetchall()}
 
 
 # ---------------------------------------------------------------------------------- accounting

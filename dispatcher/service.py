@@ -2,7 +2,8 @@
 
 Threads: paho's network thread only classifies and enqueues raw messages; one worker thread does
 every database call and every decision (SQLite has a single writer anyway); a ticker thread
-enqueues a tick every ``tick_s`` for the timeouts. The database is the truth: on start the worker
+enqueues a tick every ``tick_s`` for the timeouts, another an autoscale pass every
+``RAAS_AUTOSCALE_INTERVAL_S`` (:mod:`dispatcher.autoscale`). The database is the truth: on start the worker
 reloads the active executions, republishes their retained assignments and job states, and then
 reconciles them with the nodes' retained states as those arrive. See docs/job-lifecycle.md.
 """
@@ -17,13 +18,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dispatcher import health, nodes, queue
+from dispatcher.autoscale.config import AutoscaleConfig
+from dispatcher.autoscale.scaler import Autoscaler
 from dispatcher.config import DispatcherConfig
 from dispatcher.fleet import FleetView, Holding
-from dispatcher.inbox import CONNECTED, RECONCILE, STOP, TICK, Barrier, Inbox, Message
+from dispatcher.inbox import (AUTOSCALE, CONNECTED, RECONCILE, STOP, TICK, Barrier, Inbox,
+                              Message)
 from dispatcher.limits import QueueLimits
 from dispatcher.models import Job, init_db
 from dispatcher.publisher import Publisher
 from dispatcher.relay import RELAYED, Relay
+from dispatcher.webhooks import WebhookConfig
+from dispatcher.webhooks.worker import DeliveryWorker
 from gym_raas_mqtt import mqtt, protocol
 from gym_raas_mqtt.errors import ProtocolError
 from gym_raas_mqtt.protocol import JobState, NodeStatus, TopicKind
@@ -43,11 +49,16 @@ class Dispatcher:
         config: settings.
         limits: the queue's policy (built once at start-up).
         clock: wall clock [s since the epoch]; tests inject a fake one and call :meth:`tick_now`.
+        webhooks: webhook policy and delivery timing (default: https to public addresses).
+        autoscale: the autoscaler's settings (default: off; fleet samples are still recorded).
     """
 
     def __init__(self, config: DispatcherConfig, limits: QueueLimits, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 webhooks: WebhookConfig | None = None,
+                 autoscale: AutoscaleConfig | None = None) -> None:
         self.config = config
+        self.autoscale = autoscale or AutoscaleConfig()
         self.clock = clock
         self.limits = limits
         self.fleet = FleetView()
@@ -67,6 +78,8 @@ class Dispatcher:
         self.publisher: Publisher | None = None
         self.relay: Relay | None = None
         self.health: health.FleetHealth | None = None
+        self.autoscaler: Autoscaler | None = None
+        self.webhooks = DeliveryWorker(webhooks or WebhookConfig(), clock)
 
     @property
     def nodes(self) -> dict[str, Any]:
@@ -99,12 +112,18 @@ class Dispatcher:
         self.relay = Relay(self._link, self.fleet, self.clock)
         self.health = health.FleetHealth(self.publisher, self.fleet, self.registry, self.clock,
                                          self.config.maintenance_after_errors)
-        worker = threading.Thread(target=self._work, name="dispatcher-worker", daemon=True)
-        ticker = threading.Thread(target=self._tick_loop, name="dispatcher-tick", daemon=True)
-        self._threads = [worker, ticker]
+        self.autoscaler = Autoscaler(self.autoscale, self.fleet, self.health, self.clock,
+                                     self.limits.default_time_limit_s)
+        self._threads = [
+            threading.Thread(target=self._work, name="dispatcher-worker", daemon=True),
+            threading.Thread(target=self._every, args=(self.config.tick_s, TICK),
+                             name="dispatcher-tick", daemon=True),
+            threading.Thread(target=self._every, args=(self.autoscale.interval_s, AUTOSCALE),
+                             name="dispatcher-autoscale", daemon=True)]
         self._inbox.put(RECONCILE)
-        worker.start()
-        ticker.start()
+        for t in self._threads:
+            t.start()
+        self.webhooks.start()
         self._link.start(timeout_s=None)
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -113,6 +132,7 @@ class Dispatcher:
         self._inbox.put(STOP)
         for t in self._threads:
             t.join(timeout_s)
+        self.webhooks.stop(timeout_s)
         if self._link is not None:
             self._link.close(goodbye=self._will(), timeout_s=timeout_s)
 
@@ -164,9 +184,9 @@ class Dispatcher:
             self._inbox.put(msg)
 
     # ------------------------------------------------------------------ worker
-    def _tick_loop(self) -> None:
-        while not self._stop.wait(self.config.tick_s):
-            self._inbox.put(TICK)
+    def _every(self, period_s: float, item: str) -> None:
+        while not self._stop.wait(period_s):
+            self._inbox.put(item)
 
     def _work(self) -> None:
         """The worker loop: a batch of the inbox (presence first), then one dispatch pass."""
@@ -203,6 +223,8 @@ class Dispatcher:
             self._on_connected()
         elif item == RECONCILE:
             self._reconcile()
+        elif item == AUTOSCALE and self.connected.is_set() and self.ready.is_set():
+            self.autoscaler.run()  # presence is trusted only while connected
 
     def _on_raw(self, name: str, payload: bytes) -> None:
         try:
@@ -286,6 +308,8 @@ class Dispatcher:
                            software_version=msg.software_version[:64],
                            calibration_id=msg.calibration_id[:64],
                            image_digest=(msg.image_digest or None) and msg.image_digest[:128])
+        if msg.public_key is not None:  # the first key a node id announces is kept
+            nodes.enroll_key(node_id, msg.public_key, self.clock())
 
     # ------------------------------------------------------------------ job updates
     def on_job_update(self, node_id: str, update: protocol.JobUpdate) -> None:

@@ -12,16 +12,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
-
-import numpy as np
+from typing import Any, Callable, Mapping, Sequence
 
 import raas_platform
 
 from gym_raas_mqtt.results import (PLOT_FILE, STDOUT_FILE, SUMMARY_FILE, SUMMARY_SCHEMA,
                                    TELEMETRY_FILE, UPRIGHT_RAD, ResultError, Telemetry,
-                                   control_period, episode_slices, read_telemetry_csv,
-                                   result_prefix, summarize_telemetry, wrap_angle)
+                                   end_to_end_time, read_telemetry_csv, result_prefix,
+                                   summarize_telemetry, wrap_angle)
 
 
 def build_summary(*, job_id: str, owner: str, node_id: str, state: str, reason: str | None,
@@ -53,6 +51,7 @@ def build_summary(*, job_id: str, owner: str, node_id: str, state: str, reason: 
 
 def build_bundle(out_dir: str | Path, *, telemetry_path: str | Path | None,
                  stdout_path: str | Path | None, plot: bool = True,
+                 extras: Sequence[Callable[[Path, Telemetry], Mapping[str, Any]]] = (),
                  **summary_fields: Any) -> dict[str, Any]:
     """Write a bundle folder: summary.json, telemetry.csv, stdout.log and (if possible) plot.png.
 
@@ -61,6 +60,9 @@ def build_bundle(out_dir: str | Path, *, telemetry_path: str | Path | None,
         telemetry_path: the motor node's CSV for this job, or None when nothing was recorded.
         stdout_path: the captured output, or None.
         plot: render plot.png (skipped with a note in the summary if matplotlib is missing).
+        extras: hooks called with (the folder, the telemetry) when there is telemetry: each
+            writes its own files and returns fields for the summary
+            (e.g. :func:`fleet_node.sim_report.sim_vs_real_extra`).
         **summary_fields: keyword arguments of :func:`build_summary` except ``telemetry``.
 
     Returns:
@@ -90,6 +92,8 @@ def build_bundle(out_dir: str | Path, *, telemetry_path: str | Path | None,
             render_plot(tel, out / PLOT_FILE, title=f"job {summary_fields.get('job_id', '')}")
         except ImportError:
             extra["plot_error"] = "matplotlib is not installed"
+    for add in extras if len(tel) else ():
+        extra.update(add(out, tel))
     summary = build_summary(telemetry=tel, extra=extra, **summary_fields)
     _write_json_atomic(out / SUMMARY_FILE, summary)
     return summary
@@ -105,6 +109,8 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 
 _CONTENT_TYPES = {SUMMARY_FILE: "application/json", TELEMETRY_FILE: "text/csv",
                   STDOUT_FILE: "text/plain; charset=utf-8", PLOT_FILE: "image/png"}
+_SUFFIX_TYPES = {".json": "application/json", ".png": "image/png", ".sig": "text/plain",
+                 ".toml": "text/plain; charset=utf-8"}  # files the bundle hooks add
 
 
 def upload_bundle(store: Any, job_id: str, folder: str | Path) -> str:
@@ -122,7 +128,8 @@ def upload_bundle(store: Any, job_id: str, folder: str | Path) -> str:
     files = sorted(Path(folder).iterdir(), key=lambda p: (p.name == SUMMARY_FILE, p.name))
     for path in files:
         if path.is_file() and not path.name.startswith("."):
-            store.put_file(prefix + path.name, path, content_type=_CONTENT_TYPES.get(path.name))
+            ctype = _CONTENT_TYPES.get(path.name) or _SUFFIX_TYPES.get(path.suffix)
+            store.put_file(prefix + path.name, path, content_type=ctype)
     return prefix
 
 
@@ -139,15 +146,7 @@ def render_plot(tel: Telemetry, path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure  # no pyplot: no global state, thread-safe
 
-    dt = control_period(tel)
-    time_axis = np.empty(len(tel))
-    starts = []
-    offset = 0.0
-    for _, s in episode_slices(tel):
-        t = tel.t[s] - tel.t[s][0]
-        time_axis[s] = t + offset
-        starts.append(offset)
-        offset += float(t[-1]) + dt
+    time_axis, starts = end_to_end_time(tel)
     fig = Figure(figsize=(9, 8), dpi=100)
     axes = fig.subplots(4, 1, sharex=True)
     axes[0].plot(time_axis, wrap_angle(tel.theta), lw=0.8)

@@ -9,9 +9,9 @@ from gym_raas_mqtt.config import NODE_ID, setting
 from gym_raas_mqtt.mqtt import BrokerAddress
 from gym_raas_mqtt.errors import ConfigError
 from gym_raas_mqtt.protocol import ID_PATTERN
-from raas_platform.settings import (CENTRAL_CA_FILE, CENTRAL_MQTT_URL, CODE_MAX_BYTES,
-                                     CODE_MAX_FILES, DATA_DIR, GIT_SCHEMES, LOCAL_MQTT_URL,
-                                     LOCAL_SOCKET, STORE_URL)
+from raas_platform.settings import (CALIBRATION_FILE, CENTRAL_CA_FILE, CENTRAL_MQTT_URL,
+                                     CODE_MAX_BYTES, CODE_MAX_FILES, DATA_DIR, GIT_SCHEMES,
+                                     LOCAL_MQTT_URL, LOCAL_SOCKET, STORE_URL)
 from raas_platform.submission import check_schemes
 
 
@@ -45,6 +45,11 @@ class AgentConfig:
         "and cannot administer the broker")
     local_socket: Path | None = LOCAL_SOCKET.field()
     data_dir: Path = DATA_DIR.field()
+    calibration_file: Path | None = CALIBRATION_FILE.field()  # the sim-vs-real report replays it
+    node_key_file: Path | None = setting(
+        "RAAS_NODE_KEY_FILE", None,
+        "the node's Ed25519 private key (PEM, 0600) that signs its result bundles; created at "
+        "first start (default <RAAS_DATA_DIR>/agent/node_key.pem)")
     store_url: str = STORE_URL.field()
     clone_timeout_s: float = setting("RAAS_CLONE_TIMEOUT_S", 120.0,
                                      "time limit for fetching a job's code", unit="s")
@@ -101,6 +106,11 @@ class AgentConfig:
     def central_user(self) -> str:
         """The central username (``node-<id>`` unless set)."""
         return self.central_username or f"node-{self.node_id}"
+
+    @property
+    def node_key_path(self) -> Path:
+        """Where the node's signing key is (``RAAS_NODE_KEY_FILE`` or its default)."""
+        return self.node_key_file or Path(self.data_dir) / "agent" / "node_key.pem"
 
     @property
     def socket_path(self) -> Path | None:

@@ -88,14 +88,15 @@ def node_files(spec: NodeSpec) -> dict[str, str]:
         "etc/raas/node.env": _env("shared by every RaaS service of this node", {
             "RAAS_NODE_ID": spec.node_id, "RAAS_DATA_DIR": DATA, "RAAS_BROKER_DIR": BROKER_DIR,
             "RAAS_LOCAL_SOCKET": SOCKET, "RAAS_LOCAL_MQTT_URL": f"unix://{SOCKET}",
-            "RAAS_CENTRAL_MQTT_URL": spec.central_url, **ca}),
+            "RAAS_CENTRAL_MQTT_URL": spec.central_url,
+            # the motor node's model, and the agent's sim-vs-real replay of each job
+            "RAAS_CALIBRATION_FILE": f"{ETC}/calibration.toml", **ca}),
         "etc/raas/broker-local.env": _env("the node-local Mosquitto: unix socket only, bridged "
                                            "to the central broker over TLS", {
             "RAAS_LOCAL_BROKER_PORT": "0",
             "RAAS_BRIDGE_PASSWORD": f"file:{ETC}/secrets/bridge"}),
         "etc/raas/motor.env": _env("the motor node", {
             "RAAS_MOTOR_BACKEND": spec.motor_backend,
-            "RAAS_CALIBRATION_FILE": f"{ETC}/calibration.toml",
             "RAAS_MOTOR_MQTT_PASSWORD_FILE": f"{BROKER_DIR}/secrets/motor",
             **_pins(spec.motor_backend)}),
         "etc/raas/agent.env": _env("the agent (add the object store's credentials here, e.g. "

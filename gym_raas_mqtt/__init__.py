@@ -1,8 +1,9 @@
 """RaaS-MQTT: a Gymnasium pendulum env that runs in simulation or on a fleet of real pendulums.
 
 Importing the package registers ``RaasPendulum-v0`` and its original lower-case alias
-``raaspendulum-v0`` (200-step limit by default) with Gymnasium — at once when Gymnasium is already
-loaded, otherwise the moment it is. Gymnasium and numpy are therefore loaded only by code that
+``raaspendulum-v0`` (200-step limit by default), and the fleet-scaling envs ``FleetScaling-v0``
+(1440 steps) and ``FleetScalingCompat-v0`` (gym-scaling's, no limit) with Gymnasium — at once
+when Gymnasium is already loaded, otherwise the moment it is. Gymnasium and numpy are therefore loaded only by code that
 uses them: ``import gym_raas_mqtt.protocol`` (what every platform service does) loads neither.
 """
 
@@ -17,16 +18,23 @@ __version__ = "0.1.0"
 
 ENV_IDS = ("RaasPendulum-v0", "raaspendulum-v0")
 DEFAULT_MAX_EPISODE_STEPS = 200
+SCALING_ENVS = {  # id: (entry point, max_episode_steps)
+    "FleetScaling-v0": ("gym_raas_mqtt.scaling.env:FleetScalingEnv", 1440),
+    "FleetScalingCompat-v0": ("gym_raas_mqtt.scaling.compat:GymScalingEnv", None),
+}
 
 
 def register_envs() -> None:
-    """Register :data:`ENV_IDS` with Gymnasium (idempotent)."""
+    """Register :data:`ENV_IDS` and :data:`SCALING_ENVS` with Gymnasium (idempotent)."""
     from gymnasium.envs.registration import register, registry
 
     for env_id in ENV_IDS:
         if env_id not in registry:
             register(id=env_id, entry_point="gym_raas_mqtt.envs.pendulum:RaasPendulumEnv",
                      max_episode_steps=DEFAULT_MAX_EPISODE_STEPS)
+    for env_id, (entry_point, max_steps) in SCALING_ENVS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
 
 
 class _RegisterWhenGymnasiumLoads(importlib.abc.MetaPathFinder):
@@ -68,5 +76,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_MAX_EPISODE_STEPS", "ENV_IDS", "RaasPendulumEnv", "__version__",
-           "register_envs"]
+__all__ = ["DEFAULT_MAX_EPISODE_STEPS", "ENV_IDS", "RaasPendulumEnv", "SCALING_ENVS",
+           "__version__", "register_envs"]

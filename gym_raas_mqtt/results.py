@@ -8,6 +8,10 @@ A bundle is the folder (or object-store prefix) ``results/<job_id>/`` holding:
                     ``episode_id`` (optional) + :data:`~gym_raas_mqtt.protocol.TELEMETRY_COLUMNS`
 ``stdout.log``      the job's stdout/stderr as captured by the node (capped)
 ``plot.png``        θ, θ̇, desired/applied action and reward against time
+``sim_vs_real.*``   the applied actions replayed in the simulator: report (``.json``) and overlay
+                    (``.png``), with ``calibration.toml``, the calibration replayed
+                    (:mod:`gym_raas_mqtt.calibration.sim_vs_real`)
+``manifest.*``      SHA-256 of every file, signed by the node (:mod:`gym_raas_mqtt.bundle_signature`)
 ==================  ==========================================================================
 
 Researchers load a downloaded bundle with :func:`load_summary` and :func:`load_telemetry`; the
@@ -73,6 +77,8 @@ class Telemetry:
         u_applied: float64 (N,) action the motor got after clamping and safety.
         reward: float64 (N,).
         deadline_miss: bool (N,) the control tick missed its deadline.
+        theta_next: float64 (N,) rad observed after the step (what the controller saw), or None
+            in files recorded without it (then ``theta`` of the next row stands in).
     """
 
     episode_id: np.ndarray
@@ -84,6 +90,7 @@ class Telemetry:
     u_applied: np.ndarray
     reward: np.ndarray
     deadline_miss: np.ndarray
+    theta_next: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.t)
@@ -117,7 +124,9 @@ def read_telemetry_csv(path: str | Path) -> Telemetry:
         if missing:
             raise ResultError(f"{path}: telemetry lacks column(s) {missing}")
         has_episode = "episode_id" in header
-        cols: dict[str, list[Any]] = {c: [] for c in ("episode_id",) + TELEMETRY_COLUMNS}
+        has_next = "theta_next" in header
+        cols: dict[str, list[Any]] = {c: [] for c in ("episode_id", "theta_next")
+                                      + TELEMETRY_COLUMNS}
         for n, row in enumerate(reader, start=2):
             if n > MAX_TELEMETRY_ROWS + 1:
                 raise ResultError(f"{path}: more than {MAX_TELEMETRY_ROWS} rows")
@@ -127,6 +136,8 @@ def read_telemetry_csv(path: str | Path) -> Telemetry:
                 for c in ("t", "theta", "theta_dot", "u_desired", "u_applied", "reward"):
                     cols[c].append(float(row[c]))
                 cols["deadline_miss"].append(_parse_bool(row["deadline_miss"]))
+                if has_next:
+                    cols["theta_next"].append(float(row["theta_next"]))
             except (TypeError, ValueError) as e:
                 raise ResultError(f"{path}:{n}: malformed telemetry row ({e})") from None
     seq = np.asarray(cols["seq"], np.int64)
@@ -139,6 +150,7 @@ def read_telemetry_csv(path: str | Path) -> Telemetry:
         **{c: np.asarray(cols[c], np.float64)
            for c in ("t", "theta", "theta_dot", "u_desired", "u_applied", "reward")},
         deadline_miss=np.asarray(cols["deadline_miss"], bool),
+        theta_next=np.asarray(cols["theta_next"], np.float64) if has_next else None,
     )
 
 
@@ -166,31 +178,61 @@ def control_period(tel: Telemetry) -> float:
     return dt if dt > 0 and math.isfinite(dt) else DEFAULT_DT_S
 
 
-def longest_upright_s(t: np.ndarray, theta: np.ndarray, dt: float,
-                      threshold_rad: float = UPRIGHT_RAD) -> float:
+def end_to_end_time(tel: Telemetry) -> tuple[np.ndarray, list[float]]:
+    """One time axis for the whole record, episodes laid end to end (what plots show).
+
+    Each episode's ``t`` restarts near 0; here episode k+1 starts one control period after
+    episode k's last sample.
+
+    Returns:
+        ``(time, starts)``: float64 (N,) s since the first episode started, and the start of
+        each episode on that axis (s), in recording order.
+    """
+    dt = control_period(tel)
+    time_axis = np.empty(len(tel))
+    starts: list[float] = []
+    offset = 0.0
+    for _, s in episode_slices(tel):
+        t = tel.t[s] - tel.t[s][0]
+        time_axis[s] = t + offset
+        starts.append(offset)
+        offset += float(t[-1]) + dt
+    return time_axis, starts
+
+
+def longest_upright_s(theta: np.ndarray, dt: float, threshold_rad: float = UPRIGHT_RAD) -> float:
     """Longest continuous time with |wrap(θ)| < ``threshold_rad`` within one episode (s).
 
-    A run of samples ``i..j`` counts ``t[j] - t[i] + dt`` seconds (each sample stands for one
-    control period), so one upright sample is worth ``dt``.
+    Counted as a controller counts it: the longest run of consecutive upright observations
+    times the control period ``dt`` [s] (the motor clock's jitter does not enter).
+
+    Args:
+        theta: float64 (N,) rad, the observations after each step, in order.
     """
-    up = np.abs(wrap_angle(theta)) < threshold_rad
-    best, start = 0.0, None
-    for i, flag in enumerate(up):
-        if flag and start is None:
-            start = i
-        if start is not None and (not flag or i == len(up) - 1):
-            end = i if flag else i - 1
-            best = max(best, float(t[end] - t[start]) + dt)
-            start = None
-    return best
+    best = run = 0
+    for flag in np.abs(wrap_angle(theta)) < threshold_rad:
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best * dt
+
+
+def observed_theta(tel: Telemetry, s: slice) -> np.ndarray:
+    """θ [rad] the controller observed after each step of the episode ``s`` (float64 (n,)).
+
+    Files recorded without ``theta_next`` have only the state before each step, which stands in
+    (one sample early).
+    """
+    return (tel.theta if tel.theta_next is None else tel.theta_next)[s]
 
 
 def summarize_telemetry(tel: Telemetry) -> dict[str, Any]:
-    """Key numbers of a telemetry record.
+    """Key numbers of a telemetry record, as the controller saw them: the rewards it got, and
+    upright time from the observation after each step (:func:`observed_theta`).
 
     Returns:
         ``{"return": Σ reward, "steps", "episodes", "deadline_misses", "seconds_upright"`` (the
-        longest continuous |θ| < :data:`UPRIGHT_RAD` of any episode, s), ``"control_period_s"``,
+        longest continuous |θ| < :data:`UPRIGHT_RAD` of any episode, s, rounded to 1 ms),
+        ``"control_period_s"``,
         ``"max_abs_u_applied"``, ``"per_episode": [{episode_id, steps, return, seconds_upright}]}``.
     """
     dt = control_period(tel)
@@ -200,7 +242,7 @@ def summarize_telemetry(tel: Telemetry) -> dict[str, Any]:
             "episode_id": episode_id,
             "steps": int(s.stop - s.start),
             "return": float(np.sum(tel.reward[s])),
-            "seconds_upright": round(longest_upright_s(tel.t[s], tel.theta[s], dt), 6),
+            "seconds_upright": round(longest_upright_s(observed_theta(tel, s), dt), 3),
         })
     return {
         "return": float(np.sum(tel.reward)) if len(tel) else 0.0,
@@ -262,4 +304,5 @@ def load_telemetry(source: str | Path | Any, job_id: str | None = None) -> Telem
 
 __all__ = ["Telemetry", "ResultError", "read_telemetry_csv", "summarize_telemetry",
            "load_summary", "load_telemetry", "result_prefix", "longest_upright_s", "wrap_angle",
-           "episode_slices", "control_period", "UPRIGHT_RAD"]
+           "observed_theta",
+           "episode_slices", "control_period", "end_to_end_time", "UPRIGHT_RAD"]

@@ -31,6 +31,10 @@ STORE_URL = Setting(
 DATA_DIR = Setting(
     "RAAS_DATA_DIR", Path("/var/lib/raas"),
     "a node's data: session counter, job work dirs, motor telemetry (<dir>/telemetry/<job>.csv)")
+CALIBRATION_FILE = Setting(
+    "RAAS_CALIBRATION_FILE", None,
+    "this robot's calibration TOML (bundled default if unset): the motor node's model, and what "
+    "the agent replays a job's actions in for its sim-vs-real report")
 LOCAL_MQTT_URL = Setting(
     "RAAS_LOCAL_MQTT_URL", "unix:///run/raas/sock/local.sock",
     "the node-local broker, as the motor node and the agent reach it (unix:///path or "

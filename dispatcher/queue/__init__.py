@@ -28,11 +28,11 @@ from dispatcher.queue.reads import (Requeued, active_executions, assignment, cur
                                     get_job, iter_jobs, job_source, job_status, last_event_id,
                                     recent_jobs, requeued_jobs)
 from dispatcher.queue.submissions import cancel, enqueue
-from dispatcher.queue.transitions import ACTIVE_STATES, TRANSITIONS, allowed
+from dispatcher.queue.transitions import ACTIVE_STATES, SUMMARY_COLUMNS, TRANSITIONS, allowed
 
 __all__ = [
     "ACTIVE_STATES", "Expired", "InvalidSubmission", "QueueError", "QueueLimits", "Requeued",
-    "StaleVersion", "TRANSITIONS", "TransitionError", "UnknownJob", "UpdateOutcome",
+    "SUMMARY_COLUMNS", "StaleVersion", "TRANSITIONS", "TransitionError", "UnknownJob", "UpdateOutcome",
     "active_executions", "allowed", "apply_update", "assign", "assign_batch", "assignment",
     "cancel", "current_execution", "enqueue", "ensure_owner", "error_and_requeue", "errored_on",
     "events", "events_by_others", "expire_leases", "extend_accept_deadlines", "fail", "finish",

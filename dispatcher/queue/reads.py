@@ -86,7 +86,9 @@ def assignment(job: Job, ex: Execution, ts: float | None = None) -> protocol.Job
     return protocol.JobAssignment(job_id=job.id, owner=job.owner_id, execution=ex.number,
                                   version=ex.version, source=job_source(job),
                                   time_limit_s=job.time_limit_s,
-                                  ts=time.time() if ts is None else ts)
+                                  ts=time.time() if ts is None else ts, name=job.name,
+                                  tags=tuple(job.tags or ()), args=tuple(job.args or ()),
+                                  env=dict(job.env or {}))
 
 
 def events(job_id: str) -> list[JobEvent]:

@@ -13,10 +13,12 @@ from dispatcher.queue import transitions as tr
 from dispatcher.queue.reads import get_execution, get_job
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.protocol import JobSource, JobState
+from raas_platform.submission import MetadataRejected, RunMetadata, check_metadata
 
 
 def enqueue(owner: str, source: JobSource, time_limit_s: float | None = None, *,
-            limits: QueueLimits, now: float | None = None, job_id: str | None = None) -> Job:
+            limits: QueueLimits, now: float | None = None, job_id: str | None = None,
+            meta: RunMetadata | None = None) -> Job:
     """Submit a job: it enters the queue in state ``queued``.
 
     Args:
@@ -26,27 +28,32 @@ def enqueue(owner: str, source: JobSource, time_limit_s: float | None = None, *,
         limits: the queue's policy.
         now: submit time [s since the epoch]; None = the wall clock.
         job_id: the new job's id (default: a fresh random one).
+        meta: the run's name, tags, notes, arguments and environment (checked again here).
 
     Returns:
         The created job.
 
     Raises:
-        InvalidSubmission: unknown owner, time limit out of bounds, or invalid source.
+        InvalidSubmission: unknown owner, time limit out of bounds, or invalid source or
+            metadata.
     """
     limit = limits.time_limit(time_limit_s)
     if not isinstance(source, JobSource):
         raise InvalidSubmission(f"source must be a protocol.JobSource, got {type(source).__name__}")
+    meta = meta or RunMetadata()
     try:
         protocol.check_id(owner, "owner")
         if job_id is not None:
             protocol.check_id(job_id, "job id")
-    except protocol.ProtocolError as e:
+        meta = check_metadata(meta.name, list(meta.tags), meta.notes, list(meta.args), meta.env)
+    except (protocol.ProtocolError, MetadataRejected) as e:
         raise InvalidSubmission(str(e)) from e
     t = time.time() if now is None else now
     fields: dict[str, Any] = dict(
         owner=owner, source_kind=source.kind.value, source_url=source.url, source_ref=source.ref,
         archive_key=source.archive_key, time_limit_s=limit, submitted_at=t,
-        max_attempts=limits.max_attempts)
+        max_attempts=limits.max_attempts, name=meta.name, tags=list(meta.tags) or None,
+        notes=meta.notes, args=list(meta.args) or None, env=dict(meta.env) or None)
     if job_id is not None:
         fields["id"] = job_id
     with db.transaction():

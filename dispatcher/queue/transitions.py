@@ -23,15 +23,19 @@ never occurs in an owner name), the owner's or admin's name for ``enqueue``/``ca
 
 An execution's end is also accounted on its node (run time, run of platform errors) by
 :func:`dispatcher.nodes.execution_ended`, in the same transaction: exactly once per execution.
+A job's end queues its owner's webhook deliveries (:func:`dispatcher.webhooks.outbox.job_ended`)
+in the same transaction too: a transactional outbox, so a delivery exists iff the end committed.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from dispatcher import db, nodes
 from dispatcher.errors import StaleVersion, TransitionError
 from dispatcher.models import Execution, Job
+from dispatcher.webhooks import outbox
 from gym_raas_mqtt.protocol import JobState
 
 Q, A, R = JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING
@@ -55,6 +59,11 @@ TRANSITIONS: Mapping[str, tuple[frozenset[JobState], frozenset[JobState]]] = {
 
 RESULT_FIELDS = ("reason", "commit_sha", "result_key", "summary")
 """What a node's final update may set on the job (see :func:`result_fields`)."""
+SUMMARY_COLUMNS = {"return": ("total_return", float),
+                   "seconds_upright": ("seconds_upright", float), "steps": ("steps", int),
+                   "episodes": ("episodes", int), "duration_s": ("duration_s", float),
+                   "deadline_misses": ("deadline_misses", int)}
+"""Summary key → (job column, type): the runs table's sort columns, written with the summary."""
 
 
 def allowed(name: str, from_state: JobState | None, to_state: JobState) -> bool:
@@ -84,6 +93,18 @@ def result_fields(details: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def summary_row(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The job columns that store ``summary`` (:data:`SUMMARY_COLUMNS` and the JSON itself); a
+    figure missing, not a finite number, or a bool is NULL."""
+    row: dict[str, Any] = {"summary": Job.summary.db_value(summary)}
+    for key, (column, kind) in SUMMARY_COLUMNS.items():
+        value = summary.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = number and math.isfinite(value)
+        row[column] = kind(value) if ok else None
+    return row
+
+
 def record_event(job_id: str, execution: int | None, from_state: JobState | None,
                  to_state: JobState, actor: str, reason: str | None, at: float) -> None:
     """Write the audit row of a transition (inside the transition's transaction)."""
@@ -93,9 +114,11 @@ def record_event(job_id: str, execution: int | None, from_state: JobState | None
 
 
 def create_job(fields: Mapping[str, Any], actor: str, t: float) -> Job:
-    """``enqueue``: insert a job in state ``queued`` with its event. ``fields`` are the
-    :class:`~dispatcher.models.Job` columns besides the state."""
+    """``enqueue``: insert a job in state ``queued`` with its event and its tags' rows.
+    ``fields`` are the :class:`~dispatcher.models.Job` columns besides the state."""
     job = Job.create(state=Q.value, **fields)
+    for tag in fields.get("tags") or ():
+        db.execute('INSERT INTO "jobtag" ("job_id", "tag") VALUES (?, ?)', job.id, tag)
     record_event(job.id, None, None, Q, actor, "submitted", t)
     return job
 
@@ -165,7 +188,7 @@ def change(name: str, ex: Execution, to: JobState, t: float, actor: str, reason:
         jfields.setdefault("finished_at", t)
     jfields["state"] = job_to.value
     if "summary" in jfields:
-        jfields["summary"] = Job.summary.db_value(jfields["summary"])
+        jfields.update(summary_row(jfields["summary"]))
     n = db.update("job", jfields, '"id" = ? AND "state" = ? AND "attempts" = ?', ex.job_id,
                   frm.value, ex.number)
     if n != 1:
@@ -176,6 +199,8 @@ def change(name: str, ex: Execution, to: JobState, t: float, actor: str, reason:
         record_event(ex.job_id, ex.number, to, job_to, actor, "requeued", t)
     if to.terminal:
         nodes.execution_ended(ex.node_id, to, ex.started_at, efields["finished_at"])
+    if job_to.terminal:
+        outbox.job_ended(ex.job_id, job_to, t)  # the webhooks' deliveries commit with the state
     ex.state, ex.version = to.value, ex.version + 1
     return job_to
 
@@ -191,6 +216,7 @@ def cancel_queued(job_id: str, t: float, actor: str, why: str) -> None:
     if n != 1:
         raise TransitionError(f"cancel: job {job_id} changed concurrently")
     record_event(job_id, None, Q, C, actor, why, t)
+    outbox.job_ended(job_id, C, t)
 
 
 def request_cancel(ex: Execution, t: float, actor: str, deadline_at: float) -> None:
@@ -209,7 +235,7 @@ def fill_results(job_id: str, fields: Mapping[str, Any]) -> None:
     the state does not change."""
     values = dict(fields)
     if "summary" in values:
-        values["summary"] = Job.summary.db_value(values["summary"])
+        values.update(summary_row(values["summary"]))
     if values:
         db.update("job", values, '"id" = ?', job_id)
 

@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from fleet_node.joblog import LogStreamer
 from fleet_node.runner import DockerRunner, RunnerConfig
@@ -31,9 +31,9 @@ class Runner(Protocol):
 
     def run_job(self, job_id: str, code_dir: Path, env: dict[str, str], socket_path: Path,
                 time_limit_s: float | None = None, on_output: Any = None,
-                cancel: threading.Event | None = None) -> Any:
-        """Run ``run.py`` of ``code_dir``; block until it ends, the limit [s] passes or ``cancel``
-        is set. Returns a :class:`fleet_node.runner.RunOutcome`-like result."""
+                cancel: threading.Event | None = None, args: Sequence[str] = ()) -> Any:
+        """Run ``run.py ARGS...`` of ``code_dir``; block until it ends, the limit [s] passes or
+        ``cancel`` is set. Returns a :class:`fleet_node.runner.RunOutcome`-like result."""
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,23 @@ class RunnerSlot:
             except (RaasError, ImportError) as e:  # ImportError: no docker package (node extra)
                 log.error("no job runner: %s", e)
         return self.runner
+
+
+class Handled:
+    """The executions this node started or refused lately: none is started twice.
+
+    Args:
+        keep: how many to remember (the dispatcher clears or replaces an assignment long before).
+    """
+
+    def __init__(self, keep: int = 32) -> None:
+        self.keep = keep
+        self._keys: list[tuple[str, int]] = []
+
+    def first_time(self, a: JobAssignment) -> bool:
+        """Whether ``a`` was neither started nor refused here yet; remembers it."""
+        key = (a.job_id, a.execution)
+        if key in self._keys:
+            return False
+        self._keys = (self._keys + [key])[-self.keep:]
+        return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 import shutil
 import threading
 import time
@@ -29,12 +30,16 @@ from fleet_node.agent.recovery import CrashRecord
 from fleet_node.agent.replies import PublishLocal, SendCentral, UpdateChannel
 from fleet_node.config import AgentConfig
 from fleet_node.joblog import LogStreamer
+from fleet_node.node_key import NodeKey
+from fleet_node.sim_report import BundleExtra, sim_vs_real_extra
 from fleet_node.source import (FetchLimits, SourceRejected, SourceUnavailable, describe_source,
                                fetch_source)
 from gym_raas_mqtt import protocol, results
+from gym_raas_mqtt.calibration import load_calibration
 from gym_raas_mqtt.errors import RaasError
 from gym_raas_mqtt.mqtt import BrokerAddress
 from gym_raas_mqtt.protocol import EStop, JobBinding, JobState, TopicKind
+from raas_platform.submission import check_args, check_env
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +73,14 @@ class JobPipeline:
         stopping: set when the agent stops.
         clock: wall clock [s since the epoch] for timestamps.
         image_digest: the runner image's ID, for bundles of jobs whose run did not tell it.
+        key: the node's signing key (None: bundles are not signed).
     """
 
     def __init__(self, config: AgentConfig, *, runners: RunnerSlot, store: Any,
                  updates: UpdateChannel, publish_local: PublishLocal, send_central: SendCentral,
                  motor: MotorView, crash: CrashRecord, local_admin: BrokerAddress,
                  stopping: threading.Event, clock: Callable[[], float],
-                 image_digest: str | None = None) -> None:
+                 image_digest: str | None = None, key: NodeKey | None = None) -> None:
         self.config = config
         self.node_id = config.node_id
         self.runners = runners
@@ -88,6 +94,7 @@ class JobPipeline:
         self._stopping = stopping
         self._clock = clock
         self.image_digest = image_digest
+        self.key = key
 
     def claim(self, job: ActiveJob) -> bool:
         """Tell the dispatcher the job is ``running``; True when it accepted within
@@ -194,14 +201,18 @@ class JobPipeline:
         if socket_path is None:
             raise PlatformFault("RAAS_LOCAL_SOCKET is not set: containers cannot reach the "
                                 "local broker")
-        env = {"RAAS_NODE_ID": self.node_id, "RAAS_MQTT_USERNAME": username,
-               "RAAS_MQTT_PASSWORD": password, "RAAS_OWNER": job.assignment.owner,
-               "PYTHONUNBUFFERED": "1"}
+        a = job.assignment
+        args = check_args(list(a.args))  # the submission's checks, again: never trust the wire
+        env = check_env(a.env) | {
+            "RAAS_NODE_ID": self.node_id, "RAAS_MQTT_USERNAME": username,
+            "RAAS_MQTT_PASSWORD": password, "RAAS_OWNER": a.owner, "PYTHONUNBUFFERED": "1"}
         assert job.logs is not None
-        job.logs.system(f"running run.py (time limit {job.assignment.time_limit_s:g} s)")
+        argv = " ".join(shlex.quote(x) for x in ("run.py", *args))
+        names = f"; environment {', '.join(a.env)}" if a.env else ""  # names only: may be secret
+        job.logs.system(f"running {argv} (time limit {a.time_limit_s:g} s{names})")
         try:
             return runner.run_job(job.id, code.resolve(), env, socket_path.resolve(),
-                                  job.assignment.time_limit_s, job.logs.add, job.stop_event)
+                                  a.time_limit_s, job.logs.add, job.stop_event, args=args)
         except RaasError as e:  # RunnerError: the runner refused its arguments
             raise PlatformFault(f"runner: {e}") from e
 
@@ -241,7 +252,11 @@ class JobPipeline:
                 time_limit_s=getattr(run, "time_limit_s", None) or a.time_limit_s,
                 duration_s=getattr(run, "duration_s", None), started_at=job.started_at,
                 finished_at=self._clock(), exit_code=getattr(run, "exit_code", None),
-                output_truncated=bool(getattr(run, "truncated", False)))
+                output_truncated=bool(getattr(run, "truncated", False)),
+                extra={"name": a.name, "tags": list(a.tags), "args": list(a.args)},
+                extras=[self._sim_vs_real(motor)])
+            if self.key is not None:
+                self.key.sign_bundle(job.workdir / "bundle", self.node_id, self._clock)
         except (OSError, RaasError) as e:
             log.exception("job %s: result bundle not built", a.job_id)
             return _Results(Outcome(JobState.ERROR, f"result bundle not built: {e}", run))
@@ -256,6 +271,20 @@ class JobPipeline:
                 last = e
         return _Results(Outcome(JobState.ERROR, f"result upload failed: {last}", run),
                         summary=summary)
+
+    def _sim_vs_real(self, motor: Any) -> BundleExtra:
+        """The bundle hook of the sim-vs-real report, with the calibration the motor node ran
+        (the configured file, if its SHA-256 is the one the motor node reported)."""
+        try:
+            params = load_calibration(self.config.calibration_file)
+        except RaasError as e:
+            return sim_vs_real_extra(None, why_not=f"calibration not readable: {e}")
+        reported = motor.calibration_sha256 if motor else None
+        if reported and reported != params.calibration_sha256:
+            return sim_vs_real_extra(None, why_not=(
+                f"the motor node ran calibration {motor.calibration_id} ({reported[:12]}), the "
+                f"agent's file is {params.calibration_id} ({params.calibration_sha256[:12]})"))
+        return sim_vs_real_extra(params)
 
     def _report(self, job: ActiveJob, saved: _Results) -> None:
         outcome = saved.outcome

@@ -19,6 +19,7 @@ import threading
 from typing import Callable
 
 from fleet_node.agent.replies import SendCentral
+from fleet_node.node_key import NodeKey
 from fleet_node.session import SessionCounter
 from gym_raas_mqtt import __version__
 from gym_raas_mqtt.mqtt import Will
@@ -31,14 +32,16 @@ PENDING_REPORTS = 8
 """Self-test results kept while there is no connection (the oldest are dropped)."""
 
 
-def node_meta(motor: MotorState | None, image_digest: str | None, ts: float) -> NodeMeta:
-    """The node's description from its motor node's last state (``unknown`` before one) and its
-    runner image, at ``ts`` [s since the epoch]."""
+def node_meta(motor: MotorState | None, image_digest: str | None, ts: float,
+              key: NodeKey | None = None) -> NodeMeta:
+    """The node's description from its motor node's last state (``unknown`` before one), its
+    runner image and its signing key's public half, at ``ts`` [s since the epoch]."""
     return NodeMeta(backend=(motor.backend if motor and motor.backend else "unknown"),
                     software_version=__version__,
                     calibration_id=(motor.calibration_id if motor and motor.calibration_id
                                     else "unknown"),
-                    ts=ts, image_digest=image_digest, hostname=socket.gethostname()[:64])
+                    ts=ts, image_digest=image_digest, hostname=socket.gethostname()[:64],
+                    public_key=key.public_key_b64 if key else None)
 
 
 class Presence:

@@ -10,11 +10,12 @@ Threads: paho's two network threads only decode and hand over (a callback never 
 thread at a time carries a job execution through :class:`~fleet_node.agent.pipeline.JobPipeline`
 and then resets the node::
 
-    busy → (the pipeline) → resetting → self-test ─ok→ idle
+    busy → (the pipeline) → resetting → self-test ─ok→ idle ─standby→ standby ─wake→ resetting
                                                   └fail→ maintenance (until clear_maintenance)
 
 Self-test results and heartbeats go to the dispatcher; ``drain`` holds new assignments until
-``resume``; ``maintenance`` (the dispatcher's or an operator's) holds it until clear_maintenance.
+``resume``; ``maintenance`` (the dispatcher's or an operator's) holds it until clear_maintenance;
+``standby`` (:mod:`~fleet_node.agent.standby`) turns the motor off until ``wake``.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from fleet_node.agent.job import ActiveJob, Runner, RunnerSlot
+from fleet_node.agent.connections import connect_central, connect_local
+from fleet_node.agent.job import ActiveJob, Handled, Runner, RunnerSlot
 from fleet_node.agent.jobpath import JobPathCheck
 from fleet_node.agent.motor_view import MotorView
 from fleet_node.agent.pipeline import JobPipeline
 from fleet_node.agent.presence import Presence, node_meta
 from fleet_node.agent.recovery import CrashRecord
 from fleet_node.agent.replies import SelfTest, UpdateChannel
+from fleet_node.agent.standby import Standby
 from fleet_node.config import AgentConfig
+from fleet_node.node_key import NodeKey
 from fleet_node.runner import RunnerConfig
 from fleet_node.session import SessionCounter
 from gym_raas_mqtt import protocol
@@ -72,8 +76,7 @@ class Agent:
                  local_admin: BrokerAddress | None = None, clock: Callable[[], float] = time.time
                  ) -> None:
         self.config = c = config
-        self.node_id = c.node_id
-        self.clock = clock
+        self.node_id, self.clock = c.node_id, clock
         self.central_address = central or c.central_address()
         self.local_address = local or c.local_address()
         self.local_admin = local_admin or c.local_address(admin=True)
@@ -82,16 +85,16 @@ class Agent:
         self.state_dir = Path(c.data_dir) / "agent"
         self.session = SessionCounter(self.state_dir / "session")  # creates state_dir
         self.crash = CrashRecord(self.state_dir)
+        self.key = NodeKey.load_or_create(c.node_key_path)  # signs bundles; enrolled by meta
         self.motor = MotorView()
         self.topics = {k: protocol.topic(k, node=self.node_id) for k in (
             TopicKind.NODE_CMD, TopicKind.NODE_JOB_NEXT, TopicKind.ENV_MOTOR_STATE,
             TopicKind.ENV_JOB, TopicKind.ENV_ESTOP, TopicKind.ENV_SELFTEST,
             TopicKind.ENV_SELFTEST_REPLY, TopicKind.ENV_STATE)}
-        self._stopping = threading.Event()
-        self._stopped = threading.Event()
+        self._stopping, self._stopped = threading.Event(), threading.Event()
         self.presence = Presence(
             self.node_id, self.session,
-            lambda: node_meta(self.motor.state, self._image_digest, self.clock()),
+            lambda: node_meta(self.motor.state, self._image_digest, self.clock(), self.key),
             self._send_central,
             status=NodeStatus.RESETTING if c.selftest else NodeStatus.IDLE,
             will_delay_s=c.will_delay_s, heartbeat_s=c.heartbeat_s, clock=clock)
@@ -102,6 +105,7 @@ class Agent:
                                  enabled=c.selftest, timeout_s=c.selftest_timeout_s,
                                  stopping=self._stopping, clock=clock, job_path=job_path.run,
                                  report=self.presence.report_selftest)
+        self.standby = Standby(self.node_id, self._publish_local, self.updates, clock)
         self.pipeline: JobPipeline | None = None  # made at start, with the store
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()  # _job and _worker
@@ -110,7 +114,7 @@ class Agent:
         self._maintenance_retry_at: float | None = None  # None: waits for clear_maintenance
         self._held: str | None = None  # maintenance by command: why (until clear_maintenance)
         self._desired: JobAssignment | None = None
-        self._handled: list[tuple[str, int]] = []  # recent executions, never started twice
+        self._handled = Handled()
         self._draining = False
         self._image_digest: str | None = None
         self._control: threading.Thread | None = None
@@ -125,13 +129,20 @@ class Agent:
             AgentError: a broker is unreachable or refused the connection within ``timeout_s``.
         """
         self._prepare_pipeline()
+        c = self.config
         try:
-            self._local = self._connect_local(timeout_s)
+            self._local = connect_local(self.local_address, self.node_id,
+                                        on_message=self._on_local_message,
+                                        keepalive_s=c.keepalive_s, timeout_s=timeout_s)
             self._publish_local(TopicKind.ENV_JOB, JobBinding(self.clock(), None, None))
             self.crash.recover(node_id=self.node_id, runner=self.runners.runner,
                                local_admin=self.local_admin,
                                keep_workdirs=self.config.keep_workdirs)
-            self._central = self._connect_central(timeout_s)
+            self._central = connect_central(
+                self.central_address, self.node_id, on_message=self._on_central_message,
+                on_up=lambda: self._events.put(("connected", None)),
+                on_down=self.presence.connection_lost, will=self.presence.will,
+                keepalive_s=c.keepalive_s, will_delay_s=c.will_delay_s, timeout_s=timeout_s)
         except MqttError as e:
             if self._local is not None:
                 self._local.close()
@@ -202,31 +213,8 @@ class Agent:
         self.pipeline = JobPipeline(
             self.config, runners=self.runners, store=self.store, updates=self.updates,
             publish_local=self._publish_local, send_central=self._send_central,
-            motor=self.motor, crash=self.crash, local_admin=self.local_admin,
+            motor=self.motor, crash=self.crash, local_admin=self.local_admin, key=self.key,
             stopping=self._stopping, clock=self.clock, image_digest=self._image_digest)
-
-    def _connect_central(self, timeout_s: float) -> Link:
-        node = self.node_id
-        return Link(
-            self.central_address, f"node-{node}", name="central",
-            subscriptions=[(self.topics[TopicKind.NODE_JOB_NEXT], 1),
-                           (self.topics[TopicKind.NODE_CMD], 1),
-                           (protocol.topic_filter(TopicKind.NODE_JOB_ACCEPTED, node=node), 1),
-                           (protocol.topic_filter(TopicKind.NODE_JOB_REJECTED, node=node), 1),
-                           (protocol.topic(TopicKind.DISPATCHER_STATE), 1)],
-            on_message=self._on_central_message,
-            on_up=lambda: self._events.put(("connected", None)),
-            on_down=self.presence.connection_lost, keepalive_s=self.config.keepalive_s,
-            will=self.presence.will, session_expiry_s=self.config.will_delay_s,
-        ).start(timeout_s)
-
-    def _connect_local(self, timeout_s: float) -> Link:
-        return Link(
-            self.local_address, f"agent-{self.node_id}", name="local",
-            subscriptions=[(self.topics[TopicKind.ENV_MOTOR_STATE], 1),
-                           (self.topics[TopicKind.ENV_SELFTEST_REPLY], 1)],
-            on_message=self._on_local_message, keepalive_s=self.config.keepalive_s,
-        ).start(timeout_s)
 
     def _send_central(self, topic: str, msg: protocol.Message) -> Any:
         link = self._central
@@ -299,6 +287,13 @@ class Agent:
             self._held = None
             if self.status is NodeStatus.MAINTENANCE and self._worker is None:
                 self._spawn(self._reset_node, "agent-reset")
+        elif cmd.command is NodeCommandKind.STANDBY:
+            self.standby.wanted = True
+            self._handle_job_done(None)  # now if idle, else once it is
+        elif cmd.command is NodeCommandKind.WAKE:
+            self.standby.wanted = False
+            if self.status is NodeStatus.STANDBY and self._worker is None:
+                self._spawn(self._reset_node, "agent-wake")  # idle only after its self-test
 
     def _handle_assignment(self, assignment: JobAssignment | None) -> None:
         self._desired = assignment
@@ -307,6 +302,9 @@ class Agent:
                 assignment is None or (assignment.job_id, assignment.execution) != job.key):
             if job.stop("abandoned", "the dispatcher withdrew the assignment"):
                 log.warning("job %s: assignment withdrawn; abandoning", job.id)
+        if (assignment is not None and self.status is NodeStatus.STANDBY
+                and self._handled.first_time(assignment)):
+            self.standby.refuse(assignment)
         self._maybe_start_job()
 
     def _handle_motor(self, motor: MotorState | None) -> None:
@@ -324,6 +322,9 @@ class Agent:
         held = self._held  # a maintenance command that came while the worker ran applies now
         if held is not None and self._worker is None and self.reason != held:
             self._enter_maintenance(held, retry=False)
+        if self.standby.wanted and self._worker is None and self.status is NodeStatus.IDLE:
+            self.standby.stop_motor()
+            self._set_status(NodeStatus.STANDBY)
         self._maybe_start_job()
 
     def _handle_tick(self, _: Any) -> None:
@@ -337,9 +338,8 @@ class Agent:
         if (a is None or self._worker is not None or self.status is not NodeStatus.IDLE
                 or self._draining or self._stopping.is_set()):
             return
-        if (a.job_id, a.execution) in self._handled:
+        if not self._handled.first_time(a):
             return  # finished or refused already; the dispatcher will clear or replace it
-        self._handled = (self._handled + [(a.job_id, a.execution)])[-32:]
         job = ActiveJob(a, a.version)
         with self._lock:
             self._job = job

@@ -9,7 +9,7 @@ from pathlib import Path
 from gym_raas_mqtt.config import NODE_ID, setting
 from gym_raas_mqtt.errors import ConfigError
 from gym_raas_mqtt.protocol import ID_PATTERN
-from raas_platform.settings import DATA_DIR, LOCAL_MQTT_URL
+from raas_platform.settings import CALIBRATION_FILE, DATA_DIR, LOCAL_MQTT_URL
 
 BACKENDS = ("sim", "pigpio", "lgpio")
 """Values of ``RAAS_MOTOR_BACKEND``: the simulated motor, pigpio (Raspberry Pi 4 on Bookworm),
@@ -34,8 +34,7 @@ class MotorConfig:
         "file holding the motor node's local broker password")
     mqtt_client_id: str | None = setting("RAAS_MOTOR_MQTT_CLIENT_ID", None,
                                          "MQTT client id (default motor-<node id>)")
-    calibration_file: Path | None = setting(
-        "RAAS_CALIBRATION_FILE", None, "this robot's calibration TOML (bundled default if unset)")
+    calibration_file: Path | None = CALIBRATION_FILE.field()
     backend: str = setting("RAAS_MOTOR_BACKEND", "sim",
                            "motor driver: sim, pigpio (Pi 4, Bookworm) or lgpio (Pi 5; Trixie)")
     rate_hz: float = setting("RAAS_MOTOR_RATE_HZ", 20.0, "control rate (1/dt)", unit="Hz")

@@ -237,7 +237,7 @@ class MotorMachine:
         if self._job.recording:
             th, thd, t_pre = p.pre
             self._job.record(self.episode_id or 0, (p.seq, t_pre, th, thd, p.desired, p.applied,
-                                                    reward(th, thd, p.u), miss))
+                                                    reward(th, thd, p.u), miss, theta, theta_dot))
 
     # ------------------------------------------------------------------------------ episodes
     def _on_reset(self, req: ResetRequest) -> None:
@@ -326,8 +326,8 @@ class MotorMachine:
         job_id, owner = (None, None) if msg is None else (msg.job_id, msg.owner)
         ended = self._job.job_id is not None and job_id != self._job.job_id
         status, reason = self.status, self.reason
-        if ended:  # before the telemetry file closes: the episode's last rows go in it
-            self._forget_episodes()
+        if ended or (job_id is not None and job_id != self._job.job_id):  # episodes per job from 1
+            self._forget_episodes()  # before the file closes: the episode's last rows go in it
             if status is MotorStatus.RUNNING:
                 status, reason = MotorStatus.READY, "job ended: torque off"
         if self._job.bind(job_id, owner) or ended:

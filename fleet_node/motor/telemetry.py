@@ -2,7 +2,8 @@
 
 The motor node records every step it serves while a job is bound (never the user's code): one CSV
 row per step in ``${RAAS_DATA_DIR}/telemetry/<job_id>.csv`` with the columns
-:data:`gym_raas_mqtt.protocol.TELEMETRY_COLUMNS` plus ``episode_id``, and a
+:data:`gym_raas_mqtt.protocol.TELEMETRY_COLUMNS` plus ``episode_id`` (plus, in a job's file,
+:data:`NEXT_COLUMNS`: the observation after the step, which the controller saw), and a
 :class:`~gym_raas_mqtt.protocol.TelemetryBatch` every ``batch`` steps for live display.
 Floats are written with ``repr`` so :func:`read_telemetry` gives back the exact float64 values.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,11 +23,16 @@ log = logging.getLogger(__name__)
 
 FILE_COLUMNS = TELEMETRY_COLUMNS + ("episode_id",)
 """Header of a telemetry file, in order."""
+NEXT_COLUMNS = ("theta_next", "theta_dot_next")
+"""Appended to :data:`FILE_COLUMNS` in a job's file: θ [rad] and θ̇ [rad/s] observed after the
+step. The row's own θ is the state before it (what the reward is computed from); the controller
+judges "upright" by the observation it gets back, so the platform's figures need both."""
 _INT_COLUMNS = {"seq", "episode_id"}
 _BOOL_COLUMNS = {"deadline_miss"}
 
-Row = tuple[int, float, float, float, float, float, float, bool]
-"""One step: seq, t [s], θ [rad], θ̇ [rad/s], desired u, applied u, reward, deadline miss."""
+Row = tuple[Any, ...]
+"""One step: seq, t [s], θ [rad], θ̇ [rad/s], desired u, applied u, reward, deadline miss, and
+with ``next_observation`` the θ [rad], θ̇ [rad/s] observed after the step."""
 
 
 def telemetry_path(data_dir: Path, job_id: str) -> Path:
@@ -42,22 +48,25 @@ class TelemetryRecorder:
         job_id, owner, node_id: identify the job (the batch topic needs the owner).
         publish: called with each full :class:`TelemetryBatch` (must not block).
         batch: rows per batch and per file flush.
+        next_observation: rows carry the observation after the step (:data:`NEXT_COLUMNS`).
     """
 
     def __init__(self, path: Path, job_id: str, owner: str, node_id: str,
-                 publish: Callable[[TelemetryBatch], None], batch: int = 10) -> None:
+                 publish: Callable[[TelemetryBatch], None], batch: int = 10,
+                 next_observation: bool = False) -> None:
         self.path = Path(path)
         self.job_id = job_id
         self.owner = owner
         self.node_id = node_id
         self._publish = publish
         self._batch = batch
+        self._columns = FILE_COLUMNS + (NEXT_COLUMNS if next_observation else ())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._file = open(self.path, "a", newline="")
         self._csv = csv.writer(self._file)
         if new:
-            self._csv.writerow(FILE_COLUMNS)
+            self._csv.writerow(self._columns)
             self._file.flush()
         self._rows: list[Row] = []
         self._episode: int | None = None
@@ -79,7 +88,7 @@ class TelemetryRecorder:
             return
         ep = self._episode or 0
         self._csv.writerows([(*(repr(v) if isinstance(v, float) else v for v in r[:7]),
-                              int(r[7]), ep) for r in rows])
+                              int(r[7]), ep, *map(repr, r[8:])) for r in rows])
         self._file.flush()
         self.rows_written += len(rows)
         cols = list(zip(*rows))
@@ -131,7 +140,7 @@ class JobTelemetry:
         if job_id is not None:
             self._recorder = TelemetryRecorder(
                 telemetry_path(self.data_dir, job_id), job_id, owner or "unknown", self.node_id,
-                self._publisher(job_id, owner), self.batch)
+                self._publisher(job_id, owner), self.batch, next_observation=True)
         return True
 
     def _publisher(self, job_id: str, owner: str | None) -> Callable[[TelemetryBatch], None]:
@@ -166,26 +175,28 @@ def read_telemetry(path: str | Path) -> dict[str, np.ndarray]:
     """Read a telemetry file written by :class:`TelemetryRecorder`.
 
     Returns:
-        One array per column of :data:`FILE_COLUMNS`, all of length N (rows): ``seq`` and
-        ``episode_id`` int64, ``deadline_miss`` bool, the rest float64 (exact values).
+        One array per column of :data:`FILE_COLUMNS` (and :data:`NEXT_COLUMNS` when the file has
+        them), all of length N (rows): ``seq`` and ``episode_id`` int64, ``deadline_miss`` bool,
+        the rest float64 (exact values).
 
     Raises:
-        ValueError: the header is not :data:`FILE_COLUMNS` or a row is malformed.
+        ValueError: the header is neither of those or a row is malformed.
         OSError: the file cannot be read.
     """
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header is None or tuple(header) != FILE_COLUMNS:
+        names = tuple(header or ())
+        if names not in (FILE_COLUMNS, FILE_COLUMNS + NEXT_COLUMNS):
             raise ValueError(f"{path}: header {header!r} is not {FILE_COLUMNS!r}")
-        columns: list[list[str]] = [[] for _ in FILE_COLUMNS]
+        columns: list[list[str]] = [[] for _ in names]
         for lineno, row in enumerate(reader, start=2):
-            if len(row) != len(FILE_COLUMNS):
-                raise ValueError(f"{path}:{lineno}: expected {len(FILE_COLUMNS)} fields")
+            if len(row) != len(names):
+                raise ValueError(f"{path}:{lineno}: expected {len(names)} fields")
             for col, value in zip(columns, row):
                 col.append(value)
     out: dict[str, np.ndarray] = {}
-    for name, values in zip(FILE_COLUMNS, columns):
+    for name, values in zip(names, columns):
         if name in _INT_COLUMNS:
             out[name] = np.array([int(v) for v in values], dtype=np.int64)
         elif name in _BOOL_COLUMNS:

@@ -11,7 +11,7 @@ the agent's hold on the container's stdin goes away.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from fleet_node.runner import supervisor
 from fleet_node.runner.config import (INSTALLATION_LABEL, JOB_LABEL, NODE_LABEL, RunnerConfig,
@@ -30,11 +30,13 @@ RUN_USER = "10001:10001"
 cannot make jobs run as root."""
 
 
-def check_job_args(job_id: str, code_dir: Path, socket_path: Path, env: dict[str, str]) -> str:
+def check_job_args(job_id: str, code_dir: Path, socket_path: Path, env: dict[str, str],
+                   args: Sequence[str] = ()) -> str:
     """Check what the agent hands to the runner; returns the node id from ``env``.
 
     Raises:
-        RunnerError: an invalid id, code dir, socket or environment (a bug in the caller).
+        RunnerError: an invalid id, code dir, socket, environment or ``run.py`` arguments (a
+            bug in the caller).
     """
     if not ID_PATTERN.match(job_id):
         raise RunnerError(f"invalid job id {job_id!r}")
@@ -60,11 +62,14 @@ def check_job_args(job_id: str, code_dir: Path, socket_path: Path, env: dict[str
     bad = [k for k, v in env.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise RunnerError(f"env values must be strings: {bad}")
+    if not all(isinstance(a, str) and "\0" not in a for a in args):
+        raise RunnerError("run.py arguments must be strings without NUL")
     return node_id
 
 
 def container_options(config: RunnerConfig, job_id: str, node_id: str, code_dir: Path,
-                      socket_path: Path, env: dict[str, str]) -> dict[str, Any]:
+                      socket_path: Path, env: dict[str, str],
+                      args: Sequence[str] = ()) -> dict[str, Any]:
     """Keyword arguments of ``containers.create`` for one job (checked by :func:`check_job_args`).
 
     Args:
@@ -75,6 +80,7 @@ def container_options(config: RunnerConfig, job_id: str, node_id: str, code_dir:
         socket_path: absolute host path of the local broker's socket; its folder is mounted
             read-only at ``/run/raas``.
         env: the code's environment; ``RAAS_MQTT_URL`` and ``RAAS_JOB_ID`` are added.
+        args: arguments of ``run.py``, handed on by the supervisor (its own argv).
     """
     from docker.types import LogConfig, Mount, Ulimit  # the node extra, like all of docker
 
@@ -86,7 +92,7 @@ def container_options(config: RunnerConfig, job_id: str, node_id: str, code_dir:
     })
     tmpfs_opts = f"rw,nosuid,nodev,noexec,size={c.tmpfs_mib}m,mode=1777"
     return dict(
-        command=[*SUPERVISOR_FLAGS, Path(supervisor.__file__).read_text()],
+        command=[*SUPERVISOR_FLAGS, Path(supervisor.__file__).read_text(), *args],
         name=f"raas-job-{node_id}-{job_id}"[:128],
         labels={JOB_LABEL: job_id, NODE_LABEL: node_id, INSTALLATION_LABEL: c.installation},
         environment=environment,

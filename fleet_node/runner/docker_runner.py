@@ -16,11 +16,12 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from fleet_node.runner.config import (INSTALLATION_LABEL, JOB_LABEL, NODE_LABEL, OnOutput,
                                       RunnerConfig, RunnerError, RunOutcome)
 from fleet_node.runner.container import check_job_args, container_options
+from fleet_node.runner.failure import ImagePackages, OutputTail, failure_reason
 from fleet_node.runner.output import OutputPump
 from gym_raas_mqtt.protocol import JobState
 
@@ -61,6 +62,7 @@ class DockerRunner:
             if own:
                 self.client.close()
             raise RunnerError(f"Docker engine not reachable: {e}") from e
+        self.packages = ImagePackages(self.client, self.config.docker_timeout_s)
 
     # -- image ------------------------------------------------------------------------------
     def image_id(self) -> str:
@@ -110,9 +112,9 @@ class DockerRunner:
     # -- running ----------------------------------------------------------------------------
     def run_job(self, job_id: str, code_dir: Path, env: dict[str, str], socket_path: Path,
                 time_limit_s: float | None = None, on_output: OnOutput | None = None,
-                cancel: threading.Event | None = None) -> RunOutcome:
-        """Run ``python3 -u run.py`` from ``code_dir`` in a fresh hardened container; block until
-        it ends, the time limit passes, or ``cancel`` is set.
+                cancel: threading.Event | None = None, args: Sequence[str] = ()) -> RunOutcome:
+        """Run ``python3 -u run.py ARGS...`` from ``code_dir`` in a fresh hardened container;
+        block until it ends, the time limit passes, or ``cancel`` is set.
 
         Args:
             job_id: the job's id (container label and name).
@@ -127,6 +129,7 @@ class DockerRunner:
                 newline), up to ``output_cap_bytes`` in total, then once with a ``system`` line
                 saying the output was truncated. Must be quick; exceptions are logged.
             cancel: when set, the container is killed and the outcome is ``canceled``.
+            args: arguments of ``run.py`` (checked by the agent; never seen by a shell).
 
         Returns:
             The outcome. Never raises for the user code's behaviour; a platform fault is
@@ -138,13 +141,14 @@ class DockerRunner:
         import docker.errors
         import requests.exceptions
 
-        node_id = check_job_args(job_id, code_dir, socket_path, env)
+        node_id = check_job_args(job_id, code_dir, socket_path, env, args)
         limit = self.config.time_limit(time_limit_s)
         try:
             image_id = self.image_id()
         except RunnerError as e:
             return RunOutcome(JobState.ERROR, reason=str(e), time_limit_s=limit)
-        kwargs = container_options(self.config, job_id, node_id, code_dir, socket_path, env)
+        kwargs = container_options(self.config, job_id, node_id, code_dir, socket_path, env,
+                                   args)
         container = frames = lifeline = None
         pump: OutputPump | None = None
         started = ended = 0.0
@@ -155,7 +159,8 @@ class DockerRunner:
             # Attach before start so not a byte of early output is missed.
             frames = self.client.api.attach(container.id, stdout=True, stderr=True, stream=True,
                                             logs=False, demux=True)
-            pump = OutputPump(frames, self.config.output_cap_bytes, on_output)
+            tail = OutputTail(on_output)  # its end says why the code failed
+            pump = OutputPump(frames, self.config.output_cap_bytes, tail)
             pump.thread.start()
             lifeline = self.client.api.attach_socket(container.id,
                                                      params={"stdin": 1, "stream": 1})
@@ -171,7 +176,8 @@ class DockerRunner:
             pump.thread.join(timeout=5.0)
             if pump.thread.is_alive():
                 log.warning("job %s: output reader still busy 5 s after exit", job_id)
-            return self._outcome(state, status, killed_for, limit, ended - started, pump, image_id)
+            return self._outcome(state, status, killed_for, limit, ended - started, pump, image_id,
+                                 tail)
         except docker.errors.DockerException as e:
             log.error("job %s: Docker failed: %s", job_id, e)
             return RunOutcome(JobState.ERROR, reason=f"docker: {e}", image_id=image_id,
@@ -274,7 +280,7 @@ class DockerRunner:
 
     def _outcome(self, state: dict[str, Any], status: dict[str, Any] | None,
                  killed_for: str | None, limit: float, duration: float, pump: OutputPump,
-                 image_id: str) -> RunOutcome:
+                 image_id: str, tail: OutputTail) -> RunOutcome:
         exit_code = state.get("ExitCode")
         if status is not None and status.get("StatusCode") is not None:
             exit_code = status["StatusCode"]
@@ -294,7 +300,7 @@ class DockerRunner:
             return RunOutcome(JobState.SUCCEEDED, **common)
         if exit_code is None:
             return RunOutcome(JobState.ERROR, reason="exit status unknown", **common)
-        reason = f"exit code {exit_code}"
+        reason = failure_reason(tail.lines, exit_code, lambda: self.packages.of(image_id))
         if exit_code > 128:
             reason += f" (killed by {signal_name(exit_code)})"
         return RunOutcome(JobState.FAILED, reason=reason, **common)

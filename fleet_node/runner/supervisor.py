@@ -17,10 +17,12 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 import threading
 
 JOB_COMMAND = ("python3", "-u", "run.py")
-"""The job's entrypoint, unbuffered, run in the container's working directory (the code)."""
+"""The job's entrypoint, unbuffered, run in the container's working directory (the code); the
+supervisor's own arguments follow it (the job's ``run.py`` arguments)."""
 ORPHANED_EXIT = 128 + signal.SIGKILL
 """Exit status when the agent went away (as if the container had been killed)."""
 PR_SET_DUMPABLE = 4
@@ -36,7 +38,7 @@ def start_job() -> int:
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
-            os.execvp(JOB_COMMAND[0], list(JOB_COMMAND))
+            os.execvp(JOB_COMMAND[0], [*JOB_COMMAND, *sys.argv[1:]])  # argv[0] is "-c"
         finally:
             os._exit(127)  # exec failed: never run on as a second supervisor
     return pid

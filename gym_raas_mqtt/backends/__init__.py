@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from gym_raas_mqtt.backends.base import Backend, StepInfo
+from gym_raas_mqtt.backends.base import (RESET_INFO_KEYS, STEP_INFO_KEYS, Backend, StepInfo,
+                                         step_info)
 from gym_raas_mqtt.backends.sim import SimBackend
 from gym_raas_mqtt.physics import PendulumParams
 
@@ -37,4 +38,5 @@ def make_backend(backend: str | Backend | None, params: PendulumParams) -> Backe
     return backend
 
 
-__all__ = ["Backend", "StepInfo", "SimBackend", "make_backend", "BACKEND_ENV_VAR"]
+__all__ = ["Backend", "StepInfo", "SimBackend", "make_backend", "BACKEND_ENV_VAR", "STEP_INFO_KEYS",
+           "RESET_INFO_KEYS", "step_info"]

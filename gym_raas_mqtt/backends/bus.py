@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gym_raas_mqtt import protocol
+from gym_raas_mqtt.backends.base import step_info
 from gym_raas_mqtt.config import NODE_ID, load, read_secret, setting
 from gym_raas_mqtt.errors import BackendError, ConfigError, MotorFault, ProtocolError
 from gym_raas_mqtt.mqtt import BrokerAddress, Will, connect, make_client, message_expiry
@@ -333,8 +334,8 @@ class BusBackend:
 
         Returns:
             (θ [rad], θ̇ [rad/s], applied u, info) with info ``deadline_miss`` (bool), ``t`` [s since
-            the episode started, motor clock], ``u_applied`` and, if the motor went safe,
-            ``fault`` (the env then truncates the episode).
+            the episode started, motor clock], ``u_applied`` and ``fault`` (why the motor went
+            safe, else None; the env then truncates the episode).
 
         Raises:
             BackendError: step before reset, no observation within ``step_timeout_s``, or the
@@ -369,10 +370,7 @@ class BusBackend:
             ms = self._motor_state
             raise BackendError(f"the motor node vanished ({ms.reason if ms else 'lost'})")
         obs = found[0]
-        info: dict[str, Any] = {"deadline_miss": obs.deadline_miss, "t": obs.t,
-                                "u_applied": obs.u_applied}
-        if obs.fault:
-            info["fault"] = obs.fault
+        info = step_info(obs.t, obs.u_applied, obs.deadline_miss, obs.fault or None)
         return obs.theta, obs.theta_dot, obs.u_applied, info
 
     def close(self) -> None:

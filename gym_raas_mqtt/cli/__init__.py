@@ -21,7 +21,10 @@ from gym_raas_mqtt.errors import RaasError
 
 COMMAND_MODULES = (
     "gym_raas_mqtt.cli.info",  # protocol, config: docs of the contract and settings
-    "gym_raas_mqtt.cli.client",  # login, submit, jobs, logs, results, nodes, cancel (REST client)
+    "gym_raas_mqtt.cli.client",  # login, submit, logs, results, nodes, cancel (REST client)
+    "gym_raas_mqtt.cli.runs",  # jobs (the runs table), status
+    "gym_raas_mqtt.cli.verify",  # verify: result bundles' signatures, offline
+    "gym_raas_mqtt.cli.dataset",  # dataset export: jobs' telemetry as a Minari dataset
 )
 COMMAND_GROUP = "raas.commands"
 """Entry-point group through which other distributions add commands (value: ``module:register``)."""

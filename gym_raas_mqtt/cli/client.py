@@ -1,8 +1,9 @@
 """The researcher's ``raas`` commands against the dashboard's REST API (stdlib only).
 
-``raas login``, ``tokens``, ``submit``, ``jobs``, ``logs``, ``results``, ``nodes``, ``cancel``; the
-HTTP client,
-its settings and the config file ``raas login`` writes are :mod:`gym_raas_mqtt.cli.api`.
+``raas login``, ``tokens``, ``submit``, ``wait``, ``logs``, ``results``, ``nodes``, ``cancel``
+(a job by its id or a unique prefix of it; following a job is
+:mod:`gym_raas_mqtt.cli.follow`); the HTTP client, its settings and the config file
+``raas login`` writes are :mod:`gym_raas_mqtt.cli.api`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from gym_raas_mqtt.cli import runmeta
 from gym_raas_mqtt.cli.api import (Api, ClientConfig, ClientError, pack_directory,
                                    read_config_file, write_config_file)
+from gym_raas_mqtt.cli.follow import TERMINAL, follow
 from gym_raas_mqtt.config import load
-
-TERMINAL = {"succeeded", "failed", "timed_out", "canceled", "error"}
-OK_STATES = {"succeeded", "timed_out"}  # a timed-out run is still valid data
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -76,24 +76,6 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_line(job: dict[str, Any]) -> str:
-    """One line saying where the job is (queue position, node, episode, step, return)."""
-    state = job["state"]
-    if state == "queued":
-        pos = job.get("queue_position")
-        return f"queued (position {pos})" if pos else "queued"
-    if state == "assigned":
-        return f"assigned to {job.get('node_id')}, starting"
-    if state == "running":
-        live = job.get("live") or {}
-        text = f"running on {job.get('node_id')}"
-        if live.get("step") is not None:
-            text += (f" · episode {live.get('episode_id')} step {live['step']}"
-                     f" · return {live.get('episode_reward', 0.0):.2f}")
-        return text
-    return state
-
-
 def print_summary(job: dict[str, Any], out: Any = None) -> None:
     """Print a finished job's state and the figures of its result summary to ``out`` (stdout)."""
     out = out or sys.stdout
@@ -112,33 +94,14 @@ def print_summary(job: dict[str, Any], out: Any = None) -> None:
     print(f"  results: raas results {job['id']} -o results-{job['id']}", file=out)
 
 
-def wait_for(api: Api, job_id: str, interval_s: float = 1.0, out: Any = None) -> dict:
-    """Poll the job until it ends, showing one progress line; returns the final job."""
-    out = out or sys.stdout
-    tty = out.isatty() if hasattr(out, "isatty") else False
-    last = ""
-    while True:
-        job = api.json("GET", f"/api/v1/jobs/{urllib.parse.quote(job_id)}")
-        line = _progress_line(job)
-        if tty:
-            out.write("\r\033[K" + line)
-            out.flush()
-        elif line.split(" · ")[0] != last.split(" · ")[0]:
-            print(line, file=out, flush=True)  # logs get a line per change, not per step
-        last = line
-        if job["state"] in TERMINAL:
-            if tty:
-                out.write("\n")
-            return job
-        time.sleep(interval_s)
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
     """``raas submit``: upload a folder or archive, or submit a git URL."""
+    runmeta.finish_parsing(args)
     api = Api.from_env()
     target = args.source
     path = Path(target).expanduser()
     fields = {} if args.time_limit is None else {"time_limit_s": str(args.time_limit)}
+    fields |= runmeta.metadata_form(args)
     if path.is_dir():
         if args.ref:
             raise ClientError("--ref is for git URLs; a folder is uploaded as it is")
@@ -148,36 +111,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
                             data)
     elif path.is_file() and target.lower().endswith((".tar.gz", ".tgz", ".zip")):
         job = api.multipart("/api/v1/jobs", fields, "archive", path.name, path.read_bytes())
+    elif "://" not in target and not target.startswith("git@"):
+        raise ClientError(f"no such folder: {target} (give a folder with run.py, a .tar.gz/.zip "
+                          "archive, or a git URL)")
     else:
         payload: dict[str, Any] = {"url": target}
         if args.ref:
             payload["ref"] = args.ref
         if args.time_limit is not None:
             payload["time_limit_s"] = args.time_limit
-        job = api.json("POST", "/api/v1/jobs", payload)
+        job = api.json("POST", "/api/v1/jobs", payload | runmeta.metadata_json(args))
     print(job["id"] if not args.wait else f"submitted job {job['id']}")
     if not args.wait:
         return 0
-    final = wait_for(api, job["id"])
-    print_summary(final)
-    return 0 if final["state"] in OK_STATES else 1
+    return follow(api, job["id"], print_summary)
 
 
-def cmd_jobs(args: argparse.Namespace) -> int:
-    """``raas jobs``: list your jobs."""
-    api = Api.from_env()
-    query = {"limit": str(args.limit)} | ({"state": args.state} if args.state else {})
-    jobs = api.json("GET", "/api/v1/jobs?" + urllib.parse.urlencode(query))["jobs"]
-    if not jobs:
-        print("no jobs")
-        return 0
-    rows = [[j["id"], j["state"], str(j.get("queue_position") or ""), j.get("node_id") or "",
-             _fmt_time(j["submitted_at"]), _fmt_time(j.get("finished_at")),
-             (j["source"].get("url") or "archive") + (f" @ {j['source']['ref']}"
-                                                      if j["source"].get("ref") else "")]
-            for j in jobs]
-    print(_table(rows, ["JOB", "STATE", "QUEUE", "NODE", "SUBMITTED", "FINISHED", "SOURCE"]))
-    return 0
+def cmd_wait(args: argparse.Namespace) -> int:
+    """``raas wait JOB``: follow a job (again) to its end and print its summary."""
+    return follow(Api.from_env(), args.job, print_summary)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -218,7 +170,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     listing = api.json("GET", f"/api/v1/jobs/{jid}/results")
     if not listing["files"]:
         raise ClientError(f"job {args.job} has no results yet (state {listing.get('state')})")
-    out = Path(args.output or f"results-{args.job}")
+    out = Path(args.output or f"results-{listing['job_id']}")  # the full id, even from a prefix
     out.mkdir(parents=True, exist_ok=True)
     for f in listing["files"]:
         name = Path(f["name"]).name  # never write outside the folder
@@ -271,19 +223,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("id", type=int, help="the token's ID (see `raas tokens`)")
     revoke.set_defaults(func=cmd_tokens_revoke)
 
-    p = sub.add_parser("submit", help="submit a folder, archive or git URL to run on a pendulum")
-    p.add_argument("source", metavar="PATH_OR_URL",
-                   help="a folder with run.py (packed and uploaded), a .tar.gz/.zip, or a git URL")
-    p.add_argument("--ref", help="git branch, tag or commit (default branch if absent)")
-    p.add_argument("--time-limit", type=float, metavar="S", help="wall-clock limit [s]")
-    p.add_argument("--wait", action="store_true",
-                   help="follow the job to its end and print the summary")
+    p = sub.add_parser("submit", help="submit a folder, archive or git URL to run on a pendulum",
+                       parents=[runmeta.submit_options()])
+    runmeta.add_submit_arguments(p)
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("jobs", help="list your jobs")
-    p.add_argument("--state", help="only jobs in this state")
-    p.add_argument("--limit", type=int, default=20)
-    p.set_defaults(func=cmd_jobs)
+    p = sub.add_parser("wait", help="follow a job to its end (e.g. after Ctrl-C on --wait)")
+    p.add_argument("job", help="job id or a unique prefix of it")
+    p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("logs", help="print a job's output")
     p.add_argument("job")

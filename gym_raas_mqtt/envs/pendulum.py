@@ -69,6 +69,12 @@ class RaasPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
     ``max_episode_steps`` in ``gym.make``), or when the motor node faults (``info["fault"]`` says
     why).
 
+    ## Info
+    The same keys in simulation and on a node. ``reset()``: ``backend``, ``calibration_id``,
+    ``episode_id`` (1, 2, ... per job on a node, per env in simulation). ``step()``: ``t`` [s since
+    the episode started], ``u_applied`` (the action the motor got), ``deadline_miss`` (always
+    False in simulation) and ``fault`` (None unless the motor node went safe).
+
     ## Arguments
     - ``backend``: ``"sim"``, ``"bus"``, a :class:`~gym_raas_mqtt.backends.Backend`, or None
       (``"bus"`` if ``RAAS_MQTT_URL`` is set, else ``"sim"``).
@@ -159,8 +165,9 @@ class RaasPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         """Start an episode (see the class docstring's *Starting state*).
 
         Returns:
-            observation float32 (3,) = cos θ, sin θ, θ̇ [rad/s]; info with ``backend`` and
-            ``calibration_id`` (plus the backend's own keys).
+            observation float32 (3,) = cos θ, sin θ, θ̇ [rad/s]; info with the keys
+            :data:`~gym_raas_mqtt.backends.base.RESET_INFO_KEYS` (``backend``, ``calibration_id``,
+            ``episode_id`` counted from 1).
 
         Raises:
             ValueError: a malformed ``options["initial_state"]``.
@@ -182,7 +189,9 @@ class RaasPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
 
         Returns:
             (observation (3,), reward, terminated (always False), truncated (the motor node went
-            safe), info).
+            safe), info). info has the same keys in simulation and on a node
+            (:data:`~gym_raas_mqtt.backends.base.STEP_INFO_KEYS`: ``t`` [s], ``u_applied``,
+            ``deadline_miss``, ``fault``).
 
         Raises:
             ValueError: a non-finite action.
@@ -196,12 +205,8 @@ class RaasPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         r = physics.reward(self._theta, self._theta_dot, u)
         self._theta, self._theta_dot, _, extra = self._backend.step(u)
         self._last_u = u
-        truncated = False
-        if extra is None:
-            info: dict[str, Any] = {}
-        else:
-            info = extra
-            truncated = bool(extra.get("fault"))
+        info: dict[str, Any] = {} if extra is None else extra
+        truncated = bool(info.get("fault"))
         if self.render_mode == "human":
             self.render()
         return self._obs(), r, False, truncated, info

@@ -38,6 +38,7 @@ class NodeMeta(Message):
     ts: float
     image_digest: str | None = None
     hostname: str | None = None
+    public_key: str | None = None  # base64 of the node's raw Ed25519 key that signs its bundles
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,11 @@ class JobAssignment(Message):
     source: JobSource = field(default_factory=lambda: JobSource(SourceKind.GIT, url="file:///"))
     time_limit_s: float = 120.0
     ts: float = 0.0
+    # Run metadata, checked at submission and again by the node (raas_platform.submission).
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()  # argv of run.py after its name
+    env: dict[str, Any] = field(default_factory=dict)  # {NAME: value} for the job's container
 
 
 @dataclass(frozen=True)

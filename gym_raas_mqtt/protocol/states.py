@@ -13,6 +13,7 @@ class NodeStatus(str, enum.Enum):
     BUSY = "busy"
     RESETTING = "resetting"
     MAINTENANCE = "maintenance"
+    STANDBY = "standby"  # motor off, takes no job until ``wake`` (then reset and self-test)
     OFFLINE = "offline"  # clean shutdown, published by the node itself
     LOST = "lost"  # the node's last will: it vanished without saying goodbye
 
@@ -69,6 +70,8 @@ class NodeCommandKind(str, enum.Enum):
     CANCEL_JOB = "cancel_job"
     CLEAR_MAINTENANCE = "clear_maintenance"
     MAINTENANCE = "maintenance"  # take no job until clear_maintenance (``reason`` says why)
+    STANDBY = "standby"  # an idle node turns its motor off and takes no job until ``wake``
+    WAKE = "wake"  # leave standby: reset and self-test, then idle
 
 
 class SourceKind(str, enum.Enum):

@@ -7,6 +7,8 @@ when it fetches the code: the same functions, limits and messages on both sides.
 * :mod:`~raas_platform.submission.archive`: reading an archive member by member under the rules.
 * :mod:`~raas_platform.submission.git`: running git safely, classifying its failures, and
   resolving a ref to a commit with ``git ls-remote``.
+* :mod:`~raas_platform.submission.metadata`: a run's name, tags, notes, ``run.py`` arguments and
+  environment variables (:class:`MetadataRejected` is a :class:`SourceRejected`).
 
 **URL schemes.** ``https`` and ``ssh`` (also as scp-like ``user@host:path``) by default.
 ``git://`` is never allowed: it is unauthenticated and unencrypted, so anyone on the network path
@@ -39,13 +41,15 @@ resolves the ref with ``git ls-remote`` (same checks, same schemes) and refuses 
 
 from raas_platform.submission.archive import ArchiveContents, ArchiveReader, Member, scan_archive
 from raas_platform.submission.git import GitRunner, classify, git_env, pin_ref
+from raas_platform.submission.metadata import (MetadataRejected, RunMetadata, check_args,
+                                               check_env, check_metadata)
 from raas_platform.submission.rules import (ENTRYPOINT, SUPPORTED_SCHEMES, Budget, SourceLimits,
                                             SourceRejected, SourceUnavailable, check_entrypoint,
                                             check_git_url, check_member_path, check_ref,
                                             check_schemes, code_root, size_text)
 
 __all__ = ["ENTRYPOINT", "SUPPORTED_SCHEMES", "ArchiveContents", "ArchiveReader", "Budget",
-           "GitRunner", "Member", "SourceLimits", "SourceRejected", "SourceUnavailable",
-           "check_entrypoint", "check_git_url", "check_member_path", "check_ref",
-           "check_schemes", "classify", "code_root", "git_env", "pin_ref", "scan_archive",
-           "size_text"]
+           "GitRunner", "Member", "MetadataRejected", "RunMetadata", "SourceLimits",
+           "SourceRejected", "SourceUnavailable", "check_args", "check_entrypoint", "check_env",
+           "check_git_url", "check_member_path", "check_metadata", "check_ref", "check_schemes",
+           "classify", "code_root", "git_env", "pin_ref", "scan_archive", "size_text"]

@@ -15,9 +15,10 @@ from dashboard.config import DashboardConfig
 from dispatcher import queue
 from dispatcher.limits import QueueLimits
 from dispatcher.models import database
-from gym_raas_mqtt.protocol import JobState
+from gym_raas_mqtt.protocol import JobSource, JobState, SourceKind
 from fleet_node.bundle import build_bundle, upload_bundle
 from raas_platform.storage import open_store
+from raas_platform.submission import RunMetadata
 
 
 QUEUE_LIMITS = QueueLimits()  # the queue's default policy, as a dashboard builds it at start-up
@@ -44,10 +45,13 @@ def write_telemetry_csv(path: Any, n: int = 60) -> None:
 
 
 def run_job_to_end(job_id: str, store_url: str, tmp: Any, node: str = "node-a",
-                   state: JobState = JobState.SUCCEEDED) -> dict[str, Any]:
-    """Assign, start and finish ``job_id`` through dispatcher.queue with a real result bundle."""
-    tel = tmp / f"{job_id}.csv"
-    write_telemetry_csv(tel)
+                   state: JobState = JobState.SUCCEEDED,
+                   telemetry: Path | None = None) -> dict[str, Any]:
+    """Assign, start and finish ``job_id`` through dispatcher.queue with a real result bundle
+    (its telemetry.csv: ``telemetry``, else :func:`write_telemetry_csv`'s 60 rows)."""
+    tel = telemetry or tmp / f"{job_id}.csv"
+    if telemetry is None:
+        write_telemetry_csv(tel)
     out = tmp / f"bundle-{job_id}"
     log = tmp / f"{job_id}.log"
     log.write_text("episode 1 return -12.3\n")
@@ -62,6 +66,28 @@ def run_job_to_end(job_id: str, store_url: str, tmp: Any, node: str = "node-a",
         queue.finish(job_id, 1, state, {"result_key": prefix, "summary": summary,
                                         "commit_sha": summary["commit_sha"]})
     return summary
+
+
+def make_run(owner: str, name: str | None, tags: tuple[str, ...] = (), notes: str | None = None,
+             figures: dict[str, Any] | None = None, node: str = "node-a",
+             state: JobState = JobState.SUCCEEDED, t: float = 1000.0) -> str:
+    """A job through the real queue; with ``figures`` it ends with that summary."""
+    with database.connection_context():
+        source = JobSource(SourceKind.GIT, url="https://example.org/me/ctrl.git")
+        job = queue.enqueue(owner, source, 30.0, limits=QUEUE_LIMITS, now=t,
+                            meta=RunMetadata(name=name, tags=tags, notes=notes))
+        if figures is not None:
+            queue.assign(job.id, node, limits=QUEUE_LIMITS, now=t + 1)
+            queue.start(job.id, 1, limits=QUEUE_LIMITS, now=t + 2)
+            queue.finish(job.id, 1, state, {"summary": figures}, now=t + 3)
+    return job.id
+
+
+def figures(ret: float, upright: float, steps: int, episodes: int = 1, duration: float = 10.0,
+            misses: int = 0) -> dict[str, Any]:
+    """A result summary with just the runs table's figures."""
+    return {"return": ret, "seconds_upright": upright, "steps": steps, "episodes": episodes,
+            "duration_s": duration, "deadline_misses": misses, "per_episode": []}
 
 
 PASSWORD = "correct horse battery"

@@ -179,12 +179,12 @@ def test_submit_watch_live_and_see_results(live: Any, browser: Any, uid: str,
         assert page.inner_text("#live-readout") != first  # it keeps moving
         until(page, lambda: step_shown(page) >= 150, 15.0, "swing-up and balance")
         assert "step 40: theta=" in page.inner_text("#log")
-        # the chart canvas has been drawn on (not blank)
-        inked = page.evaluate("""() => {
-            const c = document.getElementById('chart');
+        # the chart's canvases (the chart component: one per quantity) have been drawn on
+        inked = page.evaluate("""() => [...document.querySelectorAll('#chart canvas')].reduce(
+            (n, c) => {
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-            return n; }""")
+            for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+            return n; }, 0)""")
         assert inked > 5000
         shot(page, "job-running")
     finally:

@@ -56,6 +56,7 @@ def test_a_bundle_holds_the_files_with_their_modes(tmp_path):
         "RAAS_BROKER_DIR": "/var/lib/raas/broker-local",
         "RAAS_LOCAL_SOCKET": "/run/raas/sock/local.sock",
         "RAAS_LOCAL_MQTT_URL": "unix:///run/raas/sock/local.sock",
+        "RAAS_CALIBRATION_FILE": "/etc/raas/calibration.toml",
         "RAAS_CENTRAL_MQTT_URL": "mqtts://central.lab.example:8883",
         "RAAS_CENTRAL_CA_FILE": "/etc/raas/ca.crt"}
     motor = files["etc/systemd/system/raas-motor.service"]

@@ -16,10 +16,11 @@ from typing import Any, Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
-from dashboard_helpers import make_config, make_user, run_job_to_end  # noqa: E402
+from dashboard_helpers import QUEUE_LIMITS, make_config, make_user, run_job_to_end  # noqa: E402
 
 from dashboard.app import create_app  # noqa: E402
 from dashboard.server import BackgroundServer  # noqa: E402
+from dispatcher import queue  # noqa: E402
 from dispatcher.models import Job, database  # noqa: E402
 from gym_raas_mqtt import protocol  # noqa: E402
 from gym_raas_mqtt.cli import main  # noqa: E402
@@ -186,3 +187,72 @@ def test_results_logs_cancel_nodes(dash: Any, capsys: pytest.CaptureFixture) -> 
     assert code == 0 and "canceled" in out
     code, out, _ = raas(capsys, "nodes")
     assert code == 0 and out.strip() == "no nodes"
+
+
+def parse_submit(*argv: str) -> Any:
+    from gym_raas_mqtt.cli import build_parser
+    from gym_raas_mqtt.cli.runmeta import finish_parsing
+
+    return finish_parsing(build_parser().parse_args(["submit", *argv]))
+
+
+def test_submit_parses_metadata_and_run_py_arguments_after_double_dash() -> None:
+    a = parse_submit("DIR", "--name", "swingup-v3", "--tag", "lqr", "--tag", "x", "--note",
+                     "first", "--env", "GAIN=1.5", "--env", "EQ=a=b", "--", "600", "--gain",
+                     "1", "--")
+    assert (a.source, a.name, a.tags, a.notes, a.env, a.run_args) == (
+        "DIR", "swingup-v3", ["lqr", "x"], "first", [("GAIN", "1.5"), ("EQ", "a=b")],
+        ["600", "--gain", "1", "--"])
+    a = parse_submit("--wait", "--tag", "a", "DIR", "--tag", "b", "--time-limit", "30")
+    assert (a.wait, a.tags, a.time_limit, a.run_args) == (True, ["a", "b"], 30.0, [])
+    assert parse_submit("DIR", "--", "--", "x").run_args == ["--", "x"]
+    assert parse_submit("DIR").name is None
+    with pytest.raises(SystemExit):
+        parse_submit("DIR", "600")  # run.py's arguments come after --
+    with pytest.raises(SystemExit):
+        parse_submit("DIR", "--env", "NOEQUALS")
+    with pytest.raises(ClientError, match="give a folder"):
+        parse_submit("--wait")
+
+
+def test_named_runs_with_arguments_sorted_by_return(dash: Any,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """Three named runs with different arguments, through `raas submit`, listed by `raas jobs
+    --sort=-return`, one shown by `raas status`; an invalid variable is refused with the reason."""
+    login(dash, capsys)
+    ctrl = dash.tmp / "ctrl"
+    ctrl.mkdir()
+    (ctrl / "run.py").write_text("print('swing up')\n")
+    ids = []
+    for gain in ("1", "2", "3"):
+        code, out, err = raas(capsys, "submit", str(ctrl), "--name", f"swingup-g{gain}",
+                              "--tag", "lqr", "--env", f"GAIN={gain}", "--", "600",
+                              f"--gain={gain}", "two words")
+        assert code == 0, err
+        ids.append(out.strip())
+    with database.connection_context():
+        jobs = [Job.get_by_id(i) for i in ids]
+    assert [(j.name, j.tags, j.args, j.env) for j in jobs] == [
+        (f"swingup-g{g}", ["lqr"], ["600", f"--gain={g}", "two words"], {"GAIN": g})
+        for g in "123"]
+    for i, job_id in enumerate(ids):  # returns -30, -20, -10: the third run is the best
+        with database.connection_context():
+            queue.assign(job_id, f"node-{i}", limits=QUEUE_LIMITS)
+            queue.start(job_id, 1, limits=QUEUE_LIMITS)
+            queue.finish(job_id, 1, JobState.SUCCEEDED, {"summary": {
+                "return": -30.0 + 10 * i, "steps": 100, "episodes": 1}})
+    code, out, _ = raas(capsys, "jobs", "--sort=-return", "--tag", "lqr")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:4] == ["RUN", "JOB", "STATE", "RETURN"]
+    assert [line.split()[0] for line in lines[1:]] == ["swingup-g3", "swingup-g2", "swingup-g1"]
+    assert "-10.00" in lines[1] and "lqr" in lines[1]
+    code, out, _ = raas(capsys, "jobs", "-q", "g2")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["swingup-g2"]
+    code, out, _ = raas(capsys, "status", ids[0][:8])
+    assert code == 0 and "swingup-g1" in out and "python run.py 600 --gain=1 'two words'" in out
+    assert "environment      GAIN" in out
+    code, _, err = raas(capsys, "submit", str(ctrl), "--env", "RAAS_JOB_ID=x")
+    assert code == 1 and "RAAS_JOB_ID is reserved by the platform" in err
+    with pytest.raises(SystemExit):
+        raas(capsys, "jobs", "--sort", "colour")
+    assert "choose from submitted" in capsys.readouterr().err

@@ -38,18 +38,16 @@ def rows_for(thetas, episode_id=1, reward=-1.0, miss_every=0):
 
 
 def test_longest_upright_counts_the_longest_run():
-    t = np.arange(1, 11) * DT
     theta = np.array([3.0, 0.1, 0.2, -0.1, 1.0, 0.0, 0.0, 0.0, 0.0, 3.0])
-    assert longest_upright_s(t, theta, DT) == pytest.approx(4 * DT)
-    assert longest_upright_s(t, np.full(10, 3.0), DT) == 0.0
-    assert longest_upright_s(t, np.zeros(10), DT) == pytest.approx(10 * DT)
+    assert longest_upright_s(theta, DT) == pytest.approx(4 * DT)
+    assert longest_upright_s(np.full(10, 3.0), DT) == 0.0
+    assert longest_upright_s(np.zeros(10), DT) == pytest.approx(10 * DT)
 
 
 def test_upright_uses_wrapped_angle():
     # Unwrapped θ = 2π is upright again after a full turn; |θ| = 0.31 is not.
-    t = np.arange(1, 4) * DT
-    assert longest_upright_s(t, np.array([2 * math.pi] * 3), DT) == pytest.approx(3 * DT)
-    assert longest_upright_s(t, np.array([0.31, -0.31, 0.31]), DT) == 0.0
+    assert longest_upright_s(np.array([2 * math.pi] * 3), DT) == pytest.approx(3 * DT)
+    assert longest_upright_s(np.array([0.31, -0.31, 0.31]), DT) == 0.0
 
 
 def test_summary_numbers_from_csv(tmp_path):

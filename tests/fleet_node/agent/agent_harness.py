@@ -115,13 +115,14 @@ class SubprocessRunner:
 
     def run_job(self, job_id: str, code_dir: Path, env: dict[str, str], socket_path: Path,
                 time_limit_s: float | None = None, on_output: Any = None,
-                cancel: threading.Event | None = None) -> RunOutcome:
+                cancel: threading.Event | None = None, args: Any = ()) -> RunOutcome:
         self.calls.append(job_id)
         full_env = {"PATH": os.environ.get("PATH", ""), "HOME": str(code_dir.parent), **env,
                     "RAAS_MQTT_URL": f"unix://{socket_path}", "RAAS_JOB_ID": job_id}
         limit = time_limit_s or 120.0
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-u", "run.py"], cwd=code_dir, env=full_env,
+        proc = subprocess.Popen([sys.executable, "-u", "run.py", *args], cwd=code_dir,
+                                env=full_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 

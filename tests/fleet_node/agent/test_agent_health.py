@@ -51,12 +51,12 @@ class FlakyRunner(SubprocessRunner):
         self.fail = True
 
     def run_job(self, job_id, code_dir, env, socket_path, time_limit_s=None, on_output=None,
-                cancel=None):
+                cancel=None, args=()):
         if self.fail:
             self.calls.append(job_id)
             raise RaasError("the Docker engine went away")
         return super().run_job(job_id, code_dir, env, socket_path, time_limit_s, on_output,
-                               cancel)
+                               cancel, args)
 
 
 def test_selftests_and_run_hours_reach_the_fleet_record(dispatcher, node,  # noqa: F811

@@ -4,17 +4,20 @@ brokers; user code runs as a plain subprocess here (the Docker runner has its ow
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import pytest
 
 from broker_config.dynsec import DynSec
+from dispatcher import nodes
 from dispatcher import queue as Q
 from dispatcher.config import DispatcherConfig
 from dispatcher.limits import QueueLimits
 from dispatcher.service import Dispatcher
 import raas_platform
 from gym_raas_mqtt import protocol, results
+from gym_raas_mqtt.bundle_signature import decode_public_key, verify_bundle
 from gym_raas_mqtt.calibration import DEFAULT_FILE
 from gym_raas_mqtt.config import load
 from gym_raas_mqtt.protocol import JobSource, JobState, NodeStatus, SourceKind, TopicKind
@@ -89,9 +92,23 @@ def test_job_end_to_end(dispatcher, node, watch, tmp_path):
     assert job.job_state is JobState.SUCCEEDED, job.reason
     assert job.result_key == f"results/{job_id}/" and len(job.commit_sha) == 40
     assert agent.runner.calls == [job_id]
-    # The bundle: motor-recorded telemetry, the output, a plot and the summary.
+    # The bundle: motor-recorded telemetry, the output, a plot and the summary; the sim-vs-real
+    # report with the calibration it replayed; the node's signed manifest.
     assert node.store.list(job.result_key) == [f"results/{job_id}/{f}" for f in (
-        "plot.png", "stdout.log", "summary.json", "telemetry.csv")]
+        "calibration.toml", "manifest.json", "manifest.sig", "plot.png", "sim_vs_real.json",
+        "sim_vs_real.png", "stdout.log", "summary.json", "telemetry.csv")]
+    # a simulated node whose model is its calibration: the replay is exact (tolerance 1e-9 rad)
+    report = json.loads(node.store.get_bytes(f"results/{job_id}/sim_vs_real.json"))
+    assert report["max_abs_theta_error_rad"] < 1e-9 and report["time_to_diverge_s"] == {
+        "median": None, "min": None, "episodes_diverged": 0, "episodes": 1}
+    assert job.summary["sim_vs_real"]["rms_theta_error_rad"]["1"] < 1e-9
+    # the dispatcher enrolled the node's key from its meta: the downloaded bundle verifies
+    bundle = tmp_path / "downloaded"
+    bundle.mkdir()
+    for key in node.store.list(job.result_key):
+        (bundle / key.rsplit("/", 1)[1]).write_bytes(node.store.get_bytes(key))
+    keys = {n: decode_public_key(k) for n, (k, _) in nodes.fleet_keys().items()}
+    assert verify_bundle(bundle, keys)[1] == []
     summary = results.load_summary(node.store, job_id=job_id)
     assert summary["state"] == "succeeded" and summary["steps"] == 60
     assert summary["episodes"] == 1 and summary["commit_sha"] == job.commit_sha
