@@ -2,8 +2,10 @@
 
 :class:`MotorNode` owns the paho client, the threads and the clock. It decodes each message on
 paho's network thread and hands it to the :class:`~fleet_node.motor.machine.MotorMachine`; it
-publishes what the machine emits. An e-stop or the env's last will make the motor safe at once on
-paho's thread (:meth:`MotorMachine.go_safe`), before the loop even sees the message.
+publishes what the machine emits. Actions and observations travel in their binary form (MQTT 5
+content type, :mod:`gym_raas_mqtt.protocol.binary`); a JSON action is still accepted. An e-stop
+or the env's last will make the motor safe at once on paho's thread
+(:meth:`MotorMachine.go_safe`), before the loop even sees the message.
 
 Real-time mode (a real or simulated pendulum at ``rate_hz``): a :class:`FixedRateClock` thread
 ticks the machine; actions go through a one-slot mailbox to that thread, which applies a fresh one
@@ -29,8 +31,11 @@ import paho.mqtt.client as paho
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.calibration import load_calibration
 from gym_raas_mqtt.errors import ConfigError, ProtocolError, RaasError
-from gym_raas_mqtt.mqtt import BrokerAddress, Will, connect, make_client, shutdown
-from gym_raas_mqtt.protocol import Action, EnvStatus, MotorState, MotorStatus, TopicKind
+from gym_raas_mqtt.mqtt import (BrokerAddress, PackedProperties, Will, connect, content_type,
+                                make_client, shutdown)
+from gym_raas_mqtt.protocol import (ACTION_CONTENT_TYPE, OBSERVATION_CONTENT_TYPE, Action,
+                                    EnvStatus, MotorState, MotorStatus, Observation, TopicKind,
+                                    decode_action, encode_observation)
 from fleet_node.motor.base import Motor
 from fleet_node.motor.clock import FixedRateClock, LoopStats, VirtualClock, set_rt_priority
 from fleet_node.motor.config import MotorConfig
@@ -115,6 +120,9 @@ class MotorNode:
         self._t = {kind: protocol.topic(kind, node=self.node_id) for kind in TopicKind
                    if protocol.TOPICS[kind].local}
         self._kinds = {self._t[kind]: kind for kind, _ in SUBSCRIPTIONS}  # exact topics: lookup
+        self._t_obs = self._t[TopicKind.ENV_OBS]
+        # Built and packed once: paho would re-pack a Properties object on every publish.
+        self._obs_props = PackedProperties(OBSERVATION_CONTENT_TYPE)
         self._lock = threading.RLock()  # lockstep: paho's thread runs the machine under it
         self._inbox: queue.SimpleQueue[tuple[TopicKind, Any]] = queue.SimpleQueue()
         self._slot_lock = threading.Lock()
@@ -254,7 +262,13 @@ class MotorNode:
             if message.retain and kind in LIVE_ONLY:
                 raise ProtocolError("retained: a job left it behind; only live ones count")
             payload = message.payload
-            msg = protocol.TOPICS[kind].message.from_bytes(payload) if payload else None
+            ctype = content_type(message)
+            if kind is TopicKind.ENV_ACT and ctype == ACTION_CONTENT_TYPE:
+                msg = decode_action(payload)  # the hot path: the env's binary form
+            elif payload:
+                msg = protocol.from_payload(protocol.TOPICS[kind].message, payload, ctype)
+            else:
+                msg = None
             if msg is None and kind not in (TopicKind.ENV_JOB, TopicKind.ENV_STATE):
                 raise ProtocolError("empty payload")
         except ProtocolError as e:
@@ -318,7 +332,12 @@ class MotorNode:
 
     def _emit(self, kind: TopicKind, msg: protocol.Message, **ids: str) -> None:
         client = self._client
-        if client is not None:
+        if client is None:
+            return
+        if kind is TopicKind.ENV_OBS:  # the hot path: binary, QoS 0, properties packed once
+            assert isinstance(msg, Observation)
+            client.publish(self._t_obs, encode_observation(msg), qos=0, properties=self._obs_props)
+        else:
             spec = protocol.TOPICS[kind]
             name = protocol.topic(kind, **ids) if ids else self._t[kind]
             client.publish(name, msg.to_bytes(), qos=spec.qos, retain=spec.retain)

@@ -4,8 +4,10 @@ Wire contract (``gym_raas_mqtt.protocol``): the env publishes its retained :clas
 will ``lost``, so the motor goes safe at once if this process dies), a correlated
 :class:`ResetRequest` per episode, and one :class:`Action` per step (QoS 0, message expiry 1 s);
 the motor node answers with a :class:`ResetReply` and one :class:`Observation` per action, carrying
-the action's ``seq``. The motor node's clock sets real time: nothing here sleeps, and a late step
-is reported in ``info["deadline_miss"]``, never hidden. Every wait has a deadline and ends in
+the action's ``seq``. Actions and observations travel in their binary form (MQTT 5 content type,
+see :mod:`gym_raas_mqtt.protocol.binary`); a JSON observation is still accepted. The motor node's
+clock sets real time: nothing here sleeps, and a late step is reported in
+``info["deadline_miss"]``, never hidden. Every wait has a deadline and ends in
 :class:`BackendError`: a missing motor node is detected within ``connect_timeout_s`` (≤ 1 s).
 """
 
@@ -22,34 +24,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.backends.base import step_info
 from gym_raas_mqtt.config import NODE_ID, load, read_secret, setting
 from gym_raas_mqtt.errors import BackendError, ConfigError, MotorFault, ProtocolError
-from gym_raas_mqtt.mqtt import BrokerAddress, Will, connect, make_client, message_expiry
+from gym_raas_mqtt.mqtt import (BrokerAddress, PackedProperties, Will, connect, content_type,
+                                make_client)
 from gym_raas_mqtt.physics import DEFAULT_PARAMS, PendulumParams
-from gym_raas_mqtt.protocol import (Action, EnvState, EnvStatus, MotorState, MotorStatus,
-                                    Observation, ResetReply, ResetRequest, TopicKind)
+from gym_raas_mqtt.protocol import (ACTION_CONTENT_TYPE, OBSERVATION_CONTENT_TYPE, EnvState,
+                                    EnvStatus, MotorState, MotorStatus, Observation, ResetReply,
+                                    ResetRequest, TopicKind, decode_observation, pack_action)
 
 log = logging.getLogger(__name__)
 
 ACTION_EXPIRY_S = 1
 """Message expiry of an Action [s]: the broker drops it rather than deliver it stale."""
-
-
-class _PrepackedProperties(Properties):
-    """PUBLISH properties packed once: paho re-packs them on every publish (~14 µs a step)."""
-
-    def __init__(self, props: Properties) -> None:
-        super().__init__(PacketTypes.PUBLISH)
-        self.__dict__.update({k: v for k, v in props.__dict__.items() if k != "packetType"})
-        object.__setattr__(self, "_raas_packed", props.pack())  # paho vets attribute names
-
-    def pack(self) -> bytes:
-        return self._raas_packed
 
 
 @dataclass(frozen=True)
@@ -130,13 +120,15 @@ class BusBackend:
         self._t_reply = protocol.topic(TopicKind.ENV_RESET_REPLY, node=node)
         self._t_motor = protocol.topic(TopicKind.ENV_MOTOR_STATE, node=node)
         self._t_env = protocol.topic(TopicKind.ENV_STATE, node=node)
-        self._expiry = _PrepackedProperties(message_expiry(ACTION_EXPIRY_S))
+        # Built and packed once: paho would re-pack a Properties object on every publish.
+        self._act_props = PackedProperties(ACTION_CONTENT_TYPE, ACTION_EXPIRY_S)
         self._obs: collections.deque[Observation] = collections.deque()
         self._replies: collections.deque[ResetReply] = collections.deque()
         self._motor_state: MotorState | None = None
         self._connect_rc: Any = None
         self._episode: int | None = None
         self._seq = 0
+        self._found: Observation | None = None  # the observation step() waits for
         self._closed = False
         self._io = threading.Lock()  # one thread at a time drives the client
         self._stop = threading.Event()
@@ -263,7 +255,10 @@ class BusBackend:
         topic = message.topic
         try:
             if topic == self._t_obs:
-                self._obs.append(Observation.from_bytes(message.payload))
+                ctype = content_type(message)
+                self._obs.append(decode_observation(message.payload)
+                                 if ctype == OBSERVATION_CONTENT_TYPE  # the motor node's form
+                                 else protocol.from_payload(Observation, message.payload, ctype))
             elif topic == self._t_reply:
                 self._replies.append(ResetReply.from_bytes(message.payload))
             elif topic == self._t_motor and message.payload:
@@ -347,31 +342,31 @@ class BusBackend:
             raise BackendError("step() before reset()")
         self._seq += 1
         seq = self._seq
-        pending = self._obs
-        found: list[Observation] = []
-
-        def observed() -> bool:
-            while pending:
-                obs = pending.popleft()
-                if obs.episode_id == episode and obs.seq == seq:
-                    found.append(obs)
-                    return True
-                # an older step's observation (stale) or another episode's: dropped
-            return self._motor_lost()
-
+        self._found = None
         with self._io:
-            self._client.publish(self._t_act, Action(episode, seq, u).to_bytes(), qos=0,
-                                 properties=self._expiry)
-            if not self._pump(observed, time.monotonic() + self.config.step_timeout_s):
+            self._client.publish(self._t_act, pack_action(episode, seq, u), qos=0,
+                                 properties=self._act_props)
+            if not self._pump(self._observed, time.monotonic() + self.config.step_timeout_s):
                 raise BackendError(f"no observation for step {seq} within "
                                    f"{self.config.step_timeout_s:g} s: motor node too slow or "
                                    f"gone")
-        if not found:
+        obs = self._found
+        if obs is None:
             ms = self._motor_state
             raise BackendError(f"the motor node vanished ({ms.reason if ms else 'lost'})")
-        obs = found[0]
         info = step_info(obs.t, obs.u_applied, obs.deadline_miss, obs.fault or None)
         return obs.theta, obs.theta_dot, obs.u_applied, info
+
+    def _observed(self) -> bool:
+        """``step()``'s wait condition: its observation arrived (kept in ``_found``), or the
+        motor node is lost. Older steps' (stale) and other episodes' observations are dropped."""
+        pending = self._obs
+        while pending:
+            obs = pending.popleft()
+            if obs.seq == self._seq and obs.episode_id == self._episode:
+                self._found = obs
+                return True
+        return self._motor_lost()
 
     def close(self) -> None:
         """Say ``idle`` (the motor goes safe), then disconnect; idempotent."""

@@ -22,10 +22,15 @@ def _table(rows: list[dict[str, str]]) -> str:
 
 
 def cmd_protocol(args: argparse.Namespace) -> int:
-    """``raas protocol``: print the topic tree as Markdown."""
+    """``raas protocol``: print the topic tree and the payload forms as Markdown."""
     print(f"Protocol version {protocol.PROTOCOL_VERSION}, root `{protocol.ROOT}/`\n")
     print(_table([{k: f"`{v}`" if k == "topic" else v for k, v in r.items()}
                   for r in protocol.describe_topics()]))
+    print(f"\nPayloads are JSON (MQTT 5 content type `{protocol.JSON_CONTENT_TYPE}` or none), "
+          f"except these, sent in a fixed-layout binary form named by their content type (JSON is "
+          f"still accepted for them); layouts: `gym_raas_mqtt/protocol/binary.py`.\n")
+    print(_table([{k: f"`{v}`" if k == "content type" else v for k, v in r.items()}
+                  for r in protocol.describe_forms()]))
     return 0
 
 
@@ -63,7 +68,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``protocol`` and ``config`` to the ``raas`` parser."""
-    p = sub.add_parser("protocol", help="print the MQTT topic tree (Markdown)")
+    p = sub.add_parser("protocol", help="print the MQTT topic tree and payload forms (Markdown)")
     p.set_defaults(func=cmd_protocol)
     p = sub.add_parser("config", help="print every RAAS_* setting with its default (Markdown)")
     p.set_defaults(func=cmd_config)

@@ -171,6 +171,35 @@ def message_expiry(seconds: int) -> Properties:
     return props
 
 
+def content_type(message: paho.MQTTMessage) -> str | None:
+    """The MQTT 5 content-type property of a received message, or None when it has none."""
+    return getattr(message.properties, "ContentType", None)  # properties may be None too
+
+
+class PackedProperties(Properties):
+    """PUBLISH properties packed once, for a hot loop that sends the same ones every step.
+
+    paho re-packs a Properties object on every publish (~14 µs); this one returns the bytes packed
+    at construction. Build it once and pass it to every ``publish(..., properties=...)``.
+
+    Args:
+        content_type: MQTT 5 content type (e.g. ``application/vnd.raas.action.v1``), or None.
+        expiry_s: MQTT 5 message expiry interval [s], or None for none.
+    """
+
+    def __init__(self, content_type: str | None = None, expiry_s: int | None = None) -> None:
+        super().__init__(PacketTypes.PUBLISH)
+        if content_type is not None:
+            self.ContentType = content_type
+        if expiry_s is not None:
+            self.MessageExpiryInterval = expiry_s
+        object.__setattr__(self, "_raas_packed", super().pack())  # paho vets attribute names
+
+    def pack(self) -> bytes:
+        """The bytes packed at construction."""
+        return self._raas_packed
+
+
 def shutdown(client: paho.Client, timeout_s: float = 2.0) -> None:
     """Disconnect cleanly, stop the network loop, and close paho's sockets now.
 

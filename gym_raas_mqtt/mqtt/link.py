@@ -29,7 +29,7 @@ import paho.mqtt.client as paho
 from gym_raas_mqtt import protocol
 from gym_raas_mqtt.errors import ProtocolError, RaasError
 from gym_raas_mqtt.mqtt.address import BrokerAddress
-from gym_raas_mqtt.mqtt.client import Will, connect, make_client, set_will
+from gym_raas_mqtt.mqtt.client import Will, connect, content_type, make_client, set_will
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class Link:
             self._safely(lambda: callback(msg.topic, payload))  # type: ignore[call-arg]
             return
         try:
-            parsed, message = protocol.decode(msg.topic, msg.payload)
+            parsed, message = protocol.decode(msg.topic, msg.payload, content_type(msg))
         except ProtocolError as e:
             log.warning("%s: dropped message on %.120s: %s (payload %r)", self.name, msg.topic, e,
                         bytes(msg.payload[:120]))

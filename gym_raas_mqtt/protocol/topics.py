@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from gym_raas_mqtt.errors import ProtocolError
+from gym_raas_mqtt.protocol.binary import from_payload
 from gym_raas_mqtt.protocol.central import (DispatcherState, JobAssignment, JobStatus, JobUpdate,
                                             JobUpdateReply, LogChunk, NodeCommand,
                                             NodeHeartbeat, NodeMeta, NodeSelfTest, NodeState,
@@ -237,9 +238,15 @@ def parse_topic(name: str) -> ParsedTopic:
     raise ProtocolError(f"unknown topic {name[:120]!r}")
 
 
-def decode(name: str, payload: bytes) -> tuple[ParsedTopic, Message | None]:
+def decode(name: str, payload: bytes,
+           content_type: str | None = None) -> tuple[ParsedTopic, Message | None]:
     """Parse a topic and its payload together. An empty payload (a cleared retained message)
     decodes to ``None``, and so does a (valid) non-JSON :attr:`TopicKind.NODE_BRIDGE` payload.
+
+    Args:
+        name: the topic. payload: the PUBLISH payload.
+        content_type: its MQTT 5 content-type property (``None``/absent means JSON; Action and
+            Observation also have a binary form, see :mod:`gym_raas_mqtt.protocol.binary`).
 
     Raises:
         ProtocolError: unknown topic or invalid payload.
@@ -251,7 +258,7 @@ def decode(name: str, payload: bytes) -> tuple[ParsedTopic, Message | None]:
     if cls is None:  # NODE_BRIDGE: Mosquitto's b"1"/b"0", validated, read with bridge_connected()
         bridge_connected(payload)
         return parsed, None
-    return parsed, cls.from_bytes(payload)
+    return parsed, from_payload(cls, payload, content_type)
 
 
 def bridge_connected(payload: bytes) -> bool:

@@ -17,10 +17,12 @@ from gym_raas_mqtt import physics
 from gym_raas_mqtt.backends import make_backend
 from gym_raas_mqtt.backends.bus import BusBackend, BusConfig
 from gym_raas_mqtt.errors import BackendError, ConfigError, MotorFault
-from gym_raas_mqtt.mqtt import connect, make_client
+from gym_raas_mqtt.mqtt import connect, content_type, make_client
 from gym_raas_mqtt.physics import DEFAULT_PARAMS
-from gym_raas_mqtt.protocol import (EnvState, EnvStatus, MotorState, MotorStatus, ResetReply,
-                                    ResetRequest, TopicKind, topic)
+from gym_raas_mqtt.protocol import (ACTION_CONTENT_TYPE, OBSERVATION_CONTENT_TYPE, Action,
+                                    EnvState, EnvStatus, MotorState, MotorStatus, ResetReply,
+                                    ResetRequest, TopicKind, decode_action, decode_observation,
+                                    topic)
 
 pytestmark = pytest.mark.broker
 
@@ -319,3 +321,33 @@ def test_a_long_pause_in_user_code_keeps_the_session(node, admin, uid):
         assert b.step(0.5)[3]["deadline_miss"] is False
     finally:
         b.close()
+
+
+def test_actions_and_observations_travel_binary_named_by_their_content_type(node, admin, uid):
+    seen = []
+    c = make_client(admin)
+    c.on_message = lambda cl, u, m: seen.append(m)
+    connect(c)
+    c.loop_start()
+    done = threading.Event()
+    c.on_subscribe = lambda *a: done.set()
+    c.subscribe([(topic(TopicKind.ENV_ACT, node=uid), 0), (topic(TopicKind.ENV_OBS, node=uid), 0)])
+    assert done.wait(5)
+    try:
+        b = BusBackend(config(admin, uid))
+        b.reset((math.pi, 0.0))
+        theta, theta_dot, u, info = b.step(0.25)
+        b.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(seen) < 2:
+            time.sleep(0.01)
+        (act,) = [m for m in seen if m.topic.endswith("/act")]
+        (obs,) = [m for m in seen if m.topic.endswith("/obs")]
+        assert content_type(act) == ACTION_CONTENT_TYPE and len(act.payload) == 26
+        assert decode_action(act.payload) == Action(node.episode_id, 1, 0.25)
+        assert content_type(obs) == OBSERVATION_CONTENT_TYPE and len(obs.payload) == 52
+        o = decode_observation(obs.payload)
+        assert (o.seq, o.theta, o.theta_dot, o.u_applied) == (1, theta, theta_dot, u)
+    finally:
+        c.disconnect()
+        c.loop_stop()

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from gym_raas_mqtt import protocol
-from gym_raas_mqtt.mqtt import connect, make_client, message_expiry
+from gym_raas_mqtt.mqtt import connect, content_type, make_client, message_expiry
 from gym_raas_mqtt.protocol import (
     JobAssignment,
     JobSource,
@@ -147,7 +147,7 @@ class StubMotor:
         time.sleep(0.2)
 
     def _on_message(self, client, userdata, msg) -> None:
-        parsed, req = protocol.decode(msg.topic, msg.payload)
+        parsed, req = protocol.decode(msg.topic, msg.payload, content_type(msg))
         if parsed.kind is TopicKind.ENV_RESET:
             client.publish(protocol.topic(TopicKind.ENV_RESET_REPLY, node=self.node_id),
                            ResetReply(req.request_id, req.episode_id, True, math.pi).to_bytes(),

@@ -17,7 +17,7 @@ import pytest
 from fleet_node.motor.config import MotorConfig
 from fleet_node.motor.node import MotorNode
 from gym_raas_mqtt import protocol
-from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client
+from gym_raas_mqtt.mqtt import BrokerAddress, connect, content_type, make_client
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ class Probe:
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
-            parsed, msg = protocol.decode(message.topic, message.payload)
+            parsed, msg = protocol.decode(message.topic, message.payload, content_type(message))
         except protocol.ProtocolError:
             return
         if msg is None:  # a cleared retained message

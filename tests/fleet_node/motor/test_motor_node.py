@@ -17,6 +17,7 @@ from fleet_node.motor.sim_motor import SimMotor
 from fleet_node.motor.telemetry import read_telemetry, telemetry_path
 from gym_raas_mqtt import physics, protocol
 from gym_raas_mqtt.backends.bus import BusBackend, BusConfig
+from gym_raas_mqtt.mqtt import PackedProperties
 from gym_raas_mqtt.physics import DEFAULT_PARAMS
 from gym_raas_mqtt.protocol import (Action, EnvState, EnvStatus, EStop, JobBinding, MotorStatus,
                                     ResetReply, ResetRequest, SelfTestRequest, TelemetryBatch,
@@ -306,6 +307,34 @@ def test_garbage_on_every_local_topic_is_dropped_and_the_node_keeps_serving(star
     assert reset(probe, 2).ok
     probe.publish(K.ENV_ACT, Action(2, 1, 1.0))
     assert probe.get(K.ENV_OBS).u_applied == 1.0
+
+
+def test_binary_and_json_actions_are_served_and_a_wrong_content_type_is_dropped(start_node,
+                                                                                probe):
+    node = start_node(lockstep=True)
+    probe.subscribe(K.ENV_RESET_REPLY, K.ENV_OBS)
+    assert reset(probe, 1).ok
+    t_act = probe.topic(K.ENV_ACT)
+
+    def send(payload, content_type):
+        probe.client.publish(t_act, payload, qos=0,
+                             properties=PackedProperties(content_type)).wait_for_publish(5)
+
+    send(protocol.encode_action(Action(1, 1, 0.5)), protocol.ACTION_CONTENT_TYPE)
+    assert probe.get(K.ENV_OBS).seq == 1
+    send(Action(1, 2, 0.5).to_bytes(), protocol.JSON_CONTENT_TYPE)
+    assert probe.get(K.ENV_OBS).seq == 2
+    dropped = node.stats.dropped
+    send(protocol.encode_action(Action(1, 3, 0.5)), protocol.OBSERVATION_CONTENT_TYPE)
+    send(Action(1, 3, 0.5).to_bytes(), protocol.ACTION_CONTENT_TYPE)  # JSON under the binary type
+    send(protocol.encode_action(Action(1, 3, 0.5))[:-1], protocol.ACTION_CONTENT_TYPE)
+    send(protocol.encode_action(Action(1, 3, 0.5)), None)  # binary without its type
+    deadline = time.monotonic() + 5
+    while node.stats.dropped < dropped + 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert node.stats.dropped == dropped + 4
+    send(protocol.pack_action(1, 3, -0.5), protocol.ACTION_CONTENT_TYPE)
+    assert probe.get(K.ENV_OBS).u_applied == -0.5
 
 
 # ---------------------------------------------------------------------------------- telemetry
