@@ -3,9 +3,10 @@
 :class:`MotorNode` owns the paho client, the threads and the clock. It decodes each message on
 paho's network thread and hands it to the :class:`~fleet_node.motor.machine.MotorMachine`; it
 publishes what the machine emits. Actions and observations travel in their binary form (MQTT 5
-content type, :mod:`gym_raas_mqtt.protocol.binary`); a JSON action is still accepted. An e-stop
-or the env's last will make the motor safe at once on paho's thread
-(:meth:`MotorMachine.go_safe`), before the loop even sees the message.
+content type, :mod:`gym_raas_mqtt.protocol.binary`); a JSON action is still accepted and answered
+in JSON, so an env of an older version keeps working. An e-stop or the env's last will make the
+motor safe at once on paho's thread (:meth:`MotorMachine.go_safe`), before the loop even sees the
+message.
 
 Real-time mode (a real or simulated pendulum at ``rate_hz``): a :class:`FixedRateClock` thread
 ticks the machine; actions go through a one-slot mailbox to that thread, which applies a fresh one
@@ -123,6 +124,9 @@ class MotorNode:
         self._t_obs = self._t[TopicKind.ENV_OBS]
         # Built and packed once: paho would re-pack a Properties object on every publish.
         self._obs_props = PackedProperties(OBSERVATION_CONTENT_TYPE)
+        # Observations answer in the form of the latest action: an env of an older version (or a
+        # tool driving the node with mosquitto_pub) sends JSON and gets JSON back.
+        self._obs_binary = True
         self._lock = threading.RLock()  # lockstep: paho's thread runs the machine under it
         self._inbox: queue.SimpleQueue[tuple[TopicKind, Any]] = queue.SimpleQueue()
         self._slot_lock = threading.Lock()
@@ -265,8 +269,11 @@ class MotorNode:
             ctype = content_type(message)
             if kind is TopicKind.ENV_ACT and ctype == ACTION_CONTENT_TYPE:
                 msg = decode_action(payload)  # the hot path: the env's binary form
+                self._obs_binary = True
             elif payload:
                 msg = protocol.from_payload(protocol.TOPICS[kind].message, payload, ctype)
+                if kind is TopicKind.ENV_ACT:
+                    self._obs_binary = False
             else:
                 msg = None
             if msg is None and kind not in (TopicKind.ENV_JOB, TopicKind.ENV_STATE):
@@ -334,7 +341,7 @@ class MotorNode:
         client = self._client
         if client is None:
             return
-        if kind is TopicKind.ENV_OBS:  # the hot path: binary, QoS 0, properties packed once
+        if kind is TopicKind.ENV_OBS and self._obs_binary:  # the hot path: properties packed once
             assert isinstance(msg, Observation)
             client.publish(self._t_obs, encode_observation(msg), qos=0, properties=self._obs_props)
         else:

@@ -37,14 +37,14 @@ dispatcher = test_agent_jobs.dispatcher  # the agent tests' fixture (test argume
 PRELUDE = """\
 import math, os, queue, time
 from gym_raas_mqtt import protocol
-from gym_raas_mqtt.mqtt import BrokerAddress, connect, content_type, make_client
+from gym_raas_mqtt.mqtt import BrokerAddress, connect, make_client
 from gym_raas_mqtt.protocol import Action, EnvState, EnvStatus, ResetRequest, TopicKind as K
 
 node, user = os.environ["RAAS_NODE_ID"], os.environ["RAAS_MQTT_USERNAME"]
 addr = BrokerAddress.parse(os.environ["RAAS_MQTT_URL"], user, os.environ["RAAS_MQTT_PASSWORD"])
 got = queue.Queue()
 c = make_client(addr, user)
-c.on_message = lambda c, u, m: got.put(protocol.decode(m.topic, m.payload, content_type(m))[1])
+c.on_message = lambda c, u, m: got.put(protocol.decode(m.topic, m.payload)[1])
 connect(c)
 c.loop_start()
 c.subscribe([(protocol.topic(K.ENV_RESET_REPLY, node=node), 1),

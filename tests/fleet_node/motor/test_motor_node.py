@@ -17,7 +17,7 @@ from fleet_node.motor.sim_motor import SimMotor
 from fleet_node.motor.telemetry import read_telemetry, telemetry_path
 from gym_raas_mqtt import physics, protocol
 from gym_raas_mqtt.backends.bus import BusBackend, BusConfig
-from gym_raas_mqtt.mqtt import PackedProperties
+from gym_raas_mqtt.mqtt import PackedProperties, connect, content_type, make_client
 from gym_raas_mqtt.physics import DEFAULT_PARAMS
 from gym_raas_mqtt.protocol import (Action, EnvState, EnvStatus, EStop, JobBinding, MotorStatus,
                                     ResetReply, ResetRequest, SelfTestRequest, TelemetryBatch,
@@ -309,10 +309,16 @@ def test_garbage_on_every_local_topic_is_dropped_and_the_node_keeps_serving(star
     assert probe.get(K.ENV_OBS).u_applied == 1.0
 
 
-def test_binary_and_json_actions_are_served_and_a_wrong_content_type_is_dropped(start_node,
-                                                                                probe):
+def test_binary_and_json_actions_are_answered_in_kind_and_a_wrong_content_type_is_dropped(
+        start_node, probe, local_admin):
     node = start_node(lockstep=True)
     probe.subscribe(K.ENV_RESET_REPLY, K.ENV_OBS)
+    raw = []  # (content type, payload) of every observation
+    sniffer = make_client(local_admin)
+    sniffer.on_message = lambda c, u, m: raw.append((content_type(m), m.payload))
+    connect(sniffer)
+    sniffer.subscribe(probe.topic(K.ENV_OBS), 0)
+    sniffer.loop_start()
     assert reset(probe, 1).ok
     t_act = probe.topic(K.ENV_ACT)
 
@@ -320,10 +326,19 @@ def test_binary_and_json_actions_are_served_and_a_wrong_content_type_is_dropped(
         probe.client.publish(t_act, payload, qos=0,
                              properties=PackedProperties(content_type)).wait_for_publish(5)
 
-    send(protocol.encode_action(Action(1, 1, 0.5)), protocol.ACTION_CONTENT_TYPE)
-    assert probe.get(K.ENV_OBS).seq == 1
-    send(Action(1, 2, 0.5).to_bytes(), protocol.JSON_CONTENT_TYPE)
-    assert probe.get(K.ENV_OBS).seq == 2
+    try:
+        send(protocol.encode_action(Action(1, 1, 0.5)), protocol.ACTION_CONTENT_TYPE)
+        assert probe.get(K.ENV_OBS).seq == 1
+        send(Action(1, 2, 0.5).to_bytes(), protocol.JSON_CONTENT_TYPE)
+        assert probe.get(K.ENV_OBS).seq == 2
+        deadline = time.monotonic() + 5
+        while len(raw) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert raw[0][0] == protocol.OBSERVATION_CONTENT_TYPE and len(raw[0][1]) == 52
+        assert raw[1][0] is None and protocol.Observation.from_bytes(raw[1][1]).seq == 2
+    finally:
+        sniffer.disconnect()
+        sniffer.loop_stop()
     dropped = node.stats.dropped
     send(protocol.encode_action(Action(1, 3, 0.5)), protocol.OBSERVATION_CONTENT_TYPE)
     send(Action(1, 3, 0.5).to_bytes(), protocol.ACTION_CONTENT_TYPE)  # JSON under the binary type
