@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from dashboard import openapi_runs, openapi_scaling, openapi_timeline, openapi_webhooks
+from dashboard.openapi_refs import errors as _errors
+from dashboard.openapi_refs import ref as _ref
 from gym_raas_mqtt import __version__
 from gym_raas_mqtt.protocol import ID_PATTERN, JobState, NodeStatus
 
@@ -16,19 +18,12 @@ _STATES = [s.value for s in JobState]
 _ID = {"type": "string", "pattern": ID_PATTERN.pattern}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    """References to the shared error responses for ``codes`` (plus a default)."""
-    out: dict[str, Any] = {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
-    out["default"] = {"$ref": "#/components/responses/Error"}
-    return out
 
 
 def _job_id_param() -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboard import openapi_refs as refs
+
 
 SCHEMA = "#/components/schemas/"
 """Where the document's schemas live (``$ref`` prefix)."""
@@ -12,11 +14,7 @@ SCHEMA = "#/components/schemas/"
 
 def _responses(schema: str, description: str, *errors: int) -> dict[str, Any]:
     """A 200 answer of ``schema`` plus the document's shared error responses ``errors``."""
-    out: dict[str, Any] = {"200": {"description": description, "content": {
-        "application/json": {"schema": {"$ref": SCHEMA + schema}}}}}
-    out.update({str(c): {"$ref": f"#/components/responses/E{c}"} for c in errors})
-    out["default"] = {"$ref": "#/components/responses/Error"}
-    return out
+    return {"200": refs.ok(schema, description), **refs.errors(*errors)}
 
 
 _COUNT = {"type": "integer", "minimum": 0}

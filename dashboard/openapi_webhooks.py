@@ -5,20 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _ref(kind: str, name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _ok(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": _ref("schemas", schema)}}}
+from dashboard.openapi_refs import errors as _errors
+from dashboard.openapi_refs import ok as _ok
+from dashboard.openapi_refs import ref
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    out: dict[str, Any] = {str(c): _ref("responses", f"E{c}") for c in codes}
-    out["default"] = _ref("responses", "Error")
-    return out
 
 
 _TIME = {"type": "number", "description": "s since the epoch"}
@@ -34,7 +25,7 @@ SCHEMAS: dict[str, Any] = {
                        "properties": {"url": {"type": "string", "maxLength": 2000,
                                               "description": "https:// URL of a public host"}}},
     "WebhookList": {"type": "object", "required": ["webhooks", "has_secret"], "properties": {
-        "webhooks": {"type": "array", "items": _ref("schemas", "Webhook")},
+        "webhooks": {"type": "array", "items": ref("Webhook")},
         "has_secret": {"type": "boolean"}}},
     "WebhookSecret": {"type": "object", "required": ["secret"], "properties": {
         "secret": {"type": "string", "description": "64 hex characters (shown this once)"}}},
@@ -50,7 +41,7 @@ SCHEMAS: dict[str, Any] = {
         "last_status_code": {"type": "integer", "nullable": True},
         "last_error": {"type": "string", "nullable": True}}},
     "WebhookDeliveryList": {"type": "object", "required": ["deliveries"], "properties": {
-        "deliveries": {"type": "array", "items": _ref("schemas", "WebhookDelivery")}}},
+        "deliveries": {"type": "array", "items": ref("WebhookDelivery")}}},
 }
 
 PATHS: dict[str, Any] = {
@@ -62,7 +53,7 @@ PATHS: dict[str, Any] = {
                  "summary": "Add a URL called when one of your jobs ends (https, public "
                             "address); your first one answers with your signing secret",
                  "requestBody": {"required": True, "content": {"application/json": {
-                     "schema": _ref("schemas", "WebhookRequest")}}},
+                     "schema": ref("WebhookRequest")}}},
                  "responses": {"201": _ok("Webhook", "the webhook"),
                                **_errors(400, 401, 409, 413, 415)}}},
     "/webhooks/{webhook_id}": {"delete": {

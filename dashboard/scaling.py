@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, abort, flash, g, jsonify, redirect, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, request, url_for
 
 from dashboard import fleet
 from dashboard.api import ApiError, require_auth
@@ -21,8 +21,6 @@ from dashboard.auth import login_required
 from dashboard.errors import json_error
 from dispatcher import nodes
 from dispatcher.models import FleetSample, Node, ScalingDecision
-from gym_raas_mqtt import protocol
-from gym_raas_mqtt.errors import ProtocolError
 
 api_bp = Blueprint("scaling_api", __name__, url_prefix="/api/v1")
 bp = Blueprint("scaling", __name__)
@@ -76,12 +74,7 @@ def set_standby(node_id: str, standby: bool) -> dict[str, Any]:
 
     Aborts 403 for anyone but an admin, 404 for a node the dispatcher has never seen.
     """
-    if not g.user.is_admin:
-        abort(403, description="only operators (admins) may put a node in standby or wake it")
-    try:
-        protocol.check_id(node_id, "node id")
-    except ProtocolError:
-        abort(404, description=f"no node {node_id[:80]!r}")
+    fleet.require_admin_for(node_id, "put a node in standby or wake it")
     if Node.get_or_none(Node.id == node_id) is None:
         abort(404, description=f"no node {node_id!r}")
     nodes.set_standby([node_id], standby, time.time())
